@@ -1,0 +1,3 @@
+from lpa_core.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,15 @@
+"""Training paradigms. Each is one function `epoch(ctx, epoch)` that does its updates for one epoch through the
+shared step primitive `ctx.step(losses, params, runs)`; see lpa_core.train.Context."""
+from lpa_core.paradigms.adaptive_lpa import adaptive_lpa
+from lpa_core.paradigms.deep_supervision import deep_supervision
+from lpa_core.paradigms.lpa import lpa, lpa_grouped
+from lpa_core.paradigms.sequential import sequential
+from lpa_core.paradigms.simultaneous import simultaneous
+
+PARADIGMS = {f.__name__: f for f in (simultaneous, sequential, lpa, adaptive_lpa, lpa_grouped, deep_supervision)}
+
+
+def get_paradigm(name):
+    if name not in PARADIGMS:
+        raise ValueError(f"paradigm: unknown '{name}' (valid: {', '.join(PARADIGMS)})")
+    return PARADIGMS[name]

@@ -1,0 +1,5 @@
+"""Tables and figures from result CSVs (placeholder, filled in below)."""
+
+
+def add_commands(sub):
+    pass
