@@ -22,9 +22,9 @@ class TrainConfig:
     n_test: int = 10_000
     domain: tuple = (-1.0, 1.0)       # inputs uniform in domain^2 (the paper does not say; our choice)
     # optimisation (one recipe for every paradigm)
-    epochs: int = 300                 # passes over the training set; LPA's epoch is Algorithm 1's (L+1 steps/batch)
+    epochs: int = 100                 # passes over the training set; LPA's epoch is Algorithm 1's (L+1 steps/batch)
     batch_size: int = 100             # examples per optimizer step
-    lr: float = 3e-3                  # Adam peak learning rate
+    lr: float = 1e-2                  # Adam peak learning rate
     weight_decay: float = 0.0         # decoupled (AdamW) weight decay, per step, times lr
     warmup_epochs: int = 0            # linear LR warm-up, then cosine decay
     final_lr_frac: float = 0.0        # cosine ends at lr * final_lr_frac
@@ -35,7 +35,7 @@ class TrainConfig:
     adaptive_alpha: str = "batch"     # adaptive_lpa: 'batch' = compare with the previous depth of the same batch (Sec 5.3 prose); 'run' = best metric so far, never reset (Alg. 2 as printed)
     # I/O and execution
     eval_every: int = 5               # epochs between history evaluations (the last epoch is always evaluated)
-    grid: int = 100                   # points per axis of the saved prediction grid
+    grid: int = 64                    # points per axis of the saved prediction grid (stored as float16)
     ckpt_every_s: float = 30.0        # checkpoint at the end of an epoch once this many seconds have passed; 0 = every epoch
     threads: int = 1                  # torch CPU threads (tiny models: 1 per process is fastest)
     device: str = "cpu"

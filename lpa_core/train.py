@@ -174,7 +174,7 @@ def write_outputs(ctx, out, history, diverged_at, start, wall, n_params):
         feats = ctx.model.features(pts.T.to(cfg.device).expand(ctx.n_runs, -1, -1).contiguous())
         pred = torch.stack([ctx.model.head(h)[:, 0] for h in feats], dim=1).cpu()
     truth = torch.stack([surface(d, pts)[:, 0] for d, _ in cfg.runs])
-    io.write_npz(out / "grid.npz", axis=axis.numpy(), pred=pred.reshape(ctx.n_runs, L, cfg.grid, cfg.grid).numpy(),
+    io.write_npz(out / "grid.npz", axis=axis.numpy(), pred=pred.reshape(ctx.n_runs, L, cfg.grid, cfg.grid).half().numpy(),
                  truth=truth.reshape(ctx.n_runs, cfg.grid, cfg.grid).numpy(), datasets=np.array([d for d, _ in cfg.runs]),
                  seeds=np.array([s for _, s in cfg.runs]), status=np.array(status))
     io.write_csv(out / "layerwise.csv", KEYS + ["depth", "metric", "value", "status"], layerwise)

@@ -1,0 +1,20 @@
+# lpa-bench: reproduce "Layer-wise Progressive Approximation" (and ANCRe) from one config.
+#   snakemake --cores all                      # full paper-budget run (config/config.yaml, scale=paper)
+#   snakemake --cores all --config scale=quick # the quick slice (minutes on a laptop CPU)
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/surfaces.smk"
+
+
+rule all:
+    input:
+        rules.table1.output,
+        rules.figures.output,
+    default_target: True

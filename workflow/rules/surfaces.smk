@@ -1,0 +1,64 @@
+# Table 1 and Figures 2, 3, 8: the residual MLP on the synthetic surfaces. One job per paradigm trains every
+# surface x seed at once as one vectorised model (lpa_core/models.py: run-stacked weights).
+
+
+rule train_surfaces:
+    output:
+        layerwise=f"{RUNS}/table1/{{arch}}/{{paradigm}}/layerwise.csv",
+        history=f"{RUNS}/table1/{{arch}}/{{paradigm}}/history.csv",
+        summary=f"{RUNS}/table1/{{arch}}/{{paradigm}}/summary.csv",
+        grid=f"{RUNS}/table1/{{arch}}/{{paradigm}}/grid.npz",
+        run=f"{RUNS}/table1/{{arch}}/{{paradigm}}/run.json",
+    params:
+        args=lambda w: train_args("table1", w.arch, w.paradigm),
+        out=lambda w, output: os.path.dirname(output.layerwise),
+        ckpt=lambda w: f"checkpoints/{SCALE}/table1/{w.arch}/{w.paradigm}",
+    log:
+        f"logs/{SCALE}/table1/{{arch}}/{{paradigm}}.log",
+    threads: 1
+    resources:
+        runtime=config["resources"]["train_surfaces"]["runtime"],
+        mem_mb=config["resources"]["train_surfaces"]["mem_mb"],
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m lpa_core train {params.args} --threads {threads} --out {params.out} --ckpt-dir {params.ckpt} > {log} 2>&1"
+
+
+SURF_DIRS = [run_dir("table1", SURF["arch"], p) for p in SURF["paradigms"]]
+
+
+rule table1:
+    input:
+        layerwise=[f"{d}/layerwise.csv" for d in SURF_DIRS],
+        summary=[f"{d}/summary.csv" for d in SURF_DIRS],
+        paper=config["paper_results"],
+    output:
+        csv=f"{config['results']}/tables/table1.csv",
+        md=f"{config['results']}/tables/table1.md",
+    params:
+        dirs=lambda w, input: [os.path.dirname(f) for f in input.layerwise],
+    log:
+        "logs/table1.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m lpa_core table1 --runs {params.dirs} --paper {input.paper} --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
+
+
+rule figures:
+    input:
+        grids=[f"{d}/grid.npz" for d in SURF_DIRS],
+        layerwise=[f"{d}/layerwise.csv" for d in SURF_DIRS],
+    output:
+        fig2=f"{config['figures']}/fig2_surfaces.png",
+        fig3=expand(f"{config['figures']}/fig3_layerwise_{{surface}}.png", surface=SURF["datasets"]),
+    params:
+        dirs=lambda w, input: [os.path.dirname(f) for f in input.layerwise],
+        outdir=lambda w, output: os.path.dirname(output.fig2),
+    log:
+        "logs/figures.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m lpa_core figures --runs {params.dirs} --outdir {params.outdir} > {log} 2>&1"
