@@ -21,7 +21,13 @@ def train_cmd(args, rest):
     if args.config:
         if not Path(args.config).is_file():
             raise ValueError(f"config: no such file '{args.config}'")
-        overrides.update(yaml.safe_load(Path(args.config).read_text()) or {})
+        try:
+            loaded = yaml.safe_load(Path(args.config).read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"config: cannot read '{args.config}' as YAML: {str(e).splitlines()[0]}") from None
+        if not isinstance(loaded, dict):
+            raise ValueError(f"config: '{args.config}' must hold a mapping of TrainConfig keys")
+        overrides.update(loaded)
     by_name = {f.name: f for f in fields(TrainConfig)}
     it = iter(rest)
     for tok in it:
@@ -52,9 +58,10 @@ def main(argv=None):
     t.add_argument("--out", required=True, help="folder for layerwise.csv, history.csv, summary.csv, grid.npz, run.json")
     t.add_argument("--config", help="YAML file of TrainConfig keys (options given on the command line win)")
     t.add_argument("--ckpt-dir", help="checkpoint folder (default checkpoints/<out>)")
-    from lpa_core import report
+    from lpa_core import linear_case, report
 
-    report.add_commands(sub)
+    for module in (report, linear_case):  # each adds its own subcommands
+        module.add_commands(sub)
     args, rest = p.parse_known_args(argv)
     try:
         if args.cmd == "train":

@@ -17,12 +17,15 @@ class TrainConfig:
     width: int = 10                   # residual stream and block hidden width
     depth: int = 6                    # number of residual blocks L
     activation: str = "relu"
+    topology: str = "cascade"         # residual topology (lpa_core.topology): cascade, ancre, all_fixed, gains
+    tau: float = 0.1                  # ancre softmax temperature (paper Eq. 8: 0.1)
+    normalisation: str = "ingoing"    # ancre coefficients: ingoing (softmax over i, Eq. 7), outgoing (over j, Eq. 6), none
     # data
     n_train: int = 10_000             # points per surface (paper: 10,000 train, 10,000 test)
     n_test: int = 10_000
     domain: tuple = (-1.0, 1.0)       # inputs uniform in domain^2 (the paper does not say; our choice)
     # optimisation (one recipe for every paradigm)
-    epochs: int = 100                 # passes over the training set; LPA's epoch is Algorithm 1's (L+1 steps/batch)
+    epochs: int = 150                 # passes over the training set; LPA's epoch is Algorithm 1's (L+1 steps/batch)
     batch_size: int = 100             # examples per optimizer step
     lr: float = 1e-2                  # Adam peak learning rate
     weight_decay: float = 0.0         # decoupled (AdamW) weight decay, per step, times lr
@@ -43,10 +46,17 @@ class TrainConfig:
     def __post_init__(self):
         from lpa_core.models import ACTIVATIONS, ARCHS
         from lpa_core.paradigms import PARADIGMS
+        from lpa_core.topology import NORMALISATIONS, TOPOLOGIES
 
+        for f in fields(self):  # a YAML value of the wrong type is a one-line error, not a traceback later
+            v, want = getattr(self, f.name), type(f.default)
+            ok = isinstance(v, tuple) if want is tuple else not isinstance(v, bool) and isinstance(v, (int, float) if want is float else want)
+            if not ok:
+                raise ValueError(f"{f.name}: expected {'a list' if want is tuple else want.__name__}, got {v!r}")
         for key, val, valid in [("arch", [self.arch], ARCHS), ("paradigm", [self.paradigm], PARADIGMS),
                                 ("datasets", self.datasets, SURFACES), ("activation", [self.activation], ACTIVATIONS),
-                                ("lpa_e2e", [self.lpa_e2e], ("epoch", "batch")), ("adaptive_alpha", [self.adaptive_alpha], ("batch", "run"))]:
+                                ("lpa_e2e", [self.lpa_e2e], ("epoch", "batch")), ("adaptive_alpha", [self.adaptive_alpha], ("batch", "run")),
+                                ("topology", [self.topology], TOPOLOGIES), ("normalisation", [self.normalisation], NORMALISATIONS)]:
             for v in val:
                 if v not in valid:
                     raise ValueError(f"{key}: unknown '{v}' (valid: {', '.join(valid)})")
@@ -56,6 +66,8 @@ class TrainConfig:
         for key in ("lr", "weight_decay", "warmup_epochs", "adaptive_warmup", "ckpt_every_s", "final_lr_frac"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key}: must be >= 0, got {getattr(self, key)}")
+        if not self.tau > 0:
+            raise ValueError(f"tau: must be > 0, got {self.tau}")
         if not self.datasets or not self.seeds:
             raise ValueError("datasets/seeds: need at least one of each")
         if self.paradigm == "adaptive_lpa" and self.adaptive_warmup >= self.epochs:

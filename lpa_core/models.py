@@ -3,6 +3,9 @@
 Every model is a stem G0, residual blocks G1..GL and one *shared* head Wo. `forward(x, depth=k)` predicts with
 the stem, the first k blocks and the head; `features(x, depth)` hands back the per-depth representations
 x_1..x_k; `params(depth, first)` lists what a step at that depth may update (stem, blocks first+1..depth, head).
+Blocks are residual *branches* F_j; the stack owns the shortcuts, x_j = F_j(x_{j-1}) + S_j(x_0..x_{j-1}), with S_j
+the shortcut mix of the model's topology (lpa_core.topology; the default, cascade, is S_j = x_{j-1}). A block owns
+the coefficients of the shortcuts into it (`block.shortcut`), so `params` carries them with the block.
 
 Models carry a leading *run* axis of size `n_runs`: runs that share a schedule (seeds, surfaces) train as one
 vectorised model with batched weights, each run with its own init, data and optimizer state.
@@ -12,22 +15,29 @@ import math
 import torch
 from torch import nn
 
+from lpa_core.topology import make_topology
+
 
 class ResidualStack(nn.Module):
-    """stem -> blocks[:depth] -> head; subclasses set stem, blocks (ModuleList), head, n_runs."""
+    """stem -> blocks[:depth] -> head; subclasses set stem, blocks (ModuleList of branches), head, n_runs, then
+    call `connect` to choose the topology (it may attach coefficients to the blocks)."""
+
+    def connect(self, topology="cascade", tau=0.1, normalisation="ingoing"):
+        self.topology = make_topology(topology, tau=tau, normalisation=normalisation)
+        self.topology.attach(self.blocks, self.n_runs)
+
+    def states(self, x, depth=None):
+        """[x_0, x_1, ..., x_depth]: the stem output, then x_j = F_j(x_{j-1}) + S_j(x_0..x_{j-1})."""
+        xs = [self.stem(x)]
+        for block, w in zip(self.blocks[:depth], self.topology.weights(self.blocks, depth)):
+            xs.append(self.topology.join(block(xs[-1]), xs, w))
+        return xs
 
     def features(self, x, depth=None):
-        h, out = self.stem(x), []
-        for block in self.blocks[:depth]:
-            h = block(h)
-            out.append(h)
-        return out
+        return self.states(x, depth)[1:]
 
     def forward(self, x, depth=None):
-        h = self.stem(x)
-        for block in self.blocks[:depth]:
-            h = block(h)
-        return self.head(h)
+        return self.head(self.states(x, depth)[-1])
 
     def params(self, depth=None, first=0):
         mods = [self.stem, *self.blocks[first:depth], self.head]
@@ -63,21 +73,22 @@ ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.
 
 
 class MLPBlock(nn.Module):
-    """x + W' act(W x + b) + b' (the paper's Eq. 3)."""
+    """The residual branch F(x) = W' act(W x + b) + b' of the paper's Eq. 3 (the stack adds the shortcut)."""
 
     def __init__(self, n_runs, width, activation):
         super().__init__()
         self.fc1, self.act, self.fc2 = RunLinear(n_runs, width, width), ACTIVATIONS[activation](), RunLinear(n_runs, width, width)
 
     def forward(self, x):
-        return x + self.fc2(self.act(self.fc1(x)))
+        return self.fc2(self.act(self.fc1(x)))
 
 
 class ResMLP(ResidualStack):
     """The paper's residual MLP (Sec 5.1): linear stem d_in->width, `depth` blocks of width `width`, linear head.
-    Inputs [R, d_in, B], outputs [R, d_out, B]."""
+    Inputs [R, d_in, B], outputs [R, d_out, B]. `topology`, `tau`, `normalisation`: see lpa_core.topology."""
 
-    def __init__(self, seeds, d_in=2, d_out=1, width=10, depth=6, activation="relu"):
+    def __init__(self, seeds, d_in=2, d_out=1, width=10, depth=6, activation="relu", topology="cascade", tau=0.1,
+                 normalisation="ingoing"):
         super().__init__()
         self.n_runs = len(seeds)
         self.stem = RunLinear(self.n_runs, d_in, width)
@@ -87,6 +98,7 @@ class ResMLP(ResidualStack):
         for m in self.modules():
             if isinstance(m, RunLinear):
                 m.reset(gens)
+        self.connect(topology, tau=tau, normalisation=normalisation)
 
 
 ARCHS = {"resmlp": ResMLP}

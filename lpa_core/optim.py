@@ -51,17 +51,20 @@ class RunAdam:
     @torch.no_grad()
     def step(self, params, runs=None):
         b1, b2 = self.betas
-        act = self.mask(params)[None, :] if runs is None else self.mask(params)[None, :] & runs[:, None]
+        mask = self.mask(params)
+        full = runs is None and bool(mask.all())  # every element steps: plain copies, same arithmetic, no where
+        act = mask[None, :] if runs is None else mask[None, :] & runs[:, None]
+        put = (lambda buf, new: buf.copy_(new)) if full else (lambda buf, new: buf.copy_(torch.where(act, new, buf)))
         g = self.grad
         if self.weight_decay and not self.decoupled:
             g = g + self.weight_decay * self.flat
-        self.b1t.copy_(torch.where(act, self.b1t * b1, self.b1t))
-        self.b2t.copy_(torch.where(act, self.b2t * b2, self.b2t))
-        self.m.copy_(torch.where(act, torch.lerp(self.m, g, 1 - b1), self.m))
-        self.v.copy_(torch.where(act, self.v * b2 + (1 - b2) * g * g, self.v))
+        put(self.b1t, self.b1t * b1)
+        put(self.b2t, self.b2t * b2)
+        put(self.m, torch.lerp(self.m, g, 1 - b1))
+        put(self.v, self.v * b2 + (1 - b2) * g * g)
         upd = (self.m / (1 - self.b1t)) / ((self.v / (1 - self.b2t)).sqrt() + self.eps)
         decay = 1 - self.lr * self.weight_decay if self.weight_decay and self.decoupled else 1.0
-        self.flat.copy_(torch.where(act, self.flat * decay - self.lr * upd, self.flat))
+        put(self.flat, self.flat * decay - self.lr * upd)
 
     def state_dict(self):
         return {"lr": self.lr, "b1t": self.b1t, "b2t": self.b2t, "m": self.m, "v": self.v}

@@ -1,5 +1,274 @@
-"""Tables and figures from result CSVs (placeholder, filled in below)."""
+"""Tables and figures of the surface track, from the run folders' CSVs and grid.npz only (never from a model).
+
+    python -m lpa_core table1  --runs DIR [DIR ...] --paper config/paper_results.csv --out-csv T.csv --out-md T.md
+    python -m lpa_core figures --runs DIR [DIR ...] --outdir figures
+
+Table 1 is the test error at the final depth, mean and std over seeds, beside the LPA paper's value (matched on
+surface, paradigm, metric and architecture label `resmlp{depth}_w{width}`, so a changed model shows no paper
+value). A diverged run is counted in `n_diverged` and left out of the mean; a cell whose every run diverged reads
+`diverged`.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PAPER_SOURCE = "000_698f08884f537854.txt"  # the LPA paper, first version (Table 1)
+
+
+def read_runs(dirs, name):
+    """Concatenate `name` (a CSV) of every run folder; a missing file is an error naming it."""
+    frames = []
+    for d in dirs:
+        path = Path(d) / name
+        if not path.is_file():
+            raise FileNotFoundError(f"runs: no {name} in '{d}'")
+        frames.append(pd.read_csv(path, keep_default_na=False, na_values=["nan", "NaN", ""]))
+    return pd.concat(frames, ignore_index=True)
+
+
+def provenance(dirs):
+    """One line per distinct (scale-defining) run provenance: commit, hardware, date range."""
+    info = [json.loads((Path(d) / "run.json").read_text()) for d in dirs]
+    commits = sorted({i["git_commit"] for i in info})
+    hardware = sorted({i["hardware"] for i in info})
+    return {"commits": commits, "hardware": hardware, "start": min(i["start"] for i in info),
+            "end": max(i["end"] for i in info), "config": info[0]["config"]}
+
+
+def arch_label(cfg):
+    return f"{cfg['arch']}{cfg['depth']}_w{cfg['width']}"
+
+
+def table1(dirs, paper_csv):
+    """Tidy Table 1: dataset, arch, paradigm, metric, mean, std, n_seeds, n_diverged, paper_value."""
+    lw, summ, prov = read_runs(dirs, "layerwise.csv"), read_runs(dirs, "summary.csv"), provenance(dirs)
+    keys = ["dataset", "arch", "paradigm", "metric"]
+    final = lw[lw.depth == lw.groupby(["dataset", "paradigm"]).depth.transform("max")]
+    eff = summ[summ.paradigm == "adaptive_lpa"].assign(metric="effective_depth", value=summ.effective_depth)
+    obs = pd.concat([final[keys + ["value", "status"]], eff[keys + ["value", "status"]]], ignore_index=True)
+    obs["ok"] = obs.status == "ok"
+    tab = obs.groupby(keys, sort=False).apply(lambda g: pd.Series({
+        "mean": g.value[g.ok].mean(), "std": g.value[g.ok].std(), "n_seeds": int(g.ok.sum()),
+        "n_diverged": int((~g.ok).sum())}), include_groups=False).reset_index()
+    tab[["n_seeds", "n_diverged"]] = tab[["n_seeds", "n_diverged"]].astype(int)
+    paper = pd.read_csv(paper_csv, dtype=str)
+    paper = paper[(paper.source == PAPER_SOURCE) & (paper.table == "table1") & (paper.arch == arch_label(prov["config"]))]
+    paper = paper.rename(columns={"value": "paper_value"})[["dataset", "paradigm", "metric", "paper_value"]]
+    tab = tab.merge(paper, on=["dataset", "paradigm", "metric"], how="left")
+    tab["metric"] = pd.Categorical(tab.metric, ["mse", "mae", "effective_depth"])
+    tab = tab.sort_values("metric", kind="stable").astype({"metric": str})
+    return tab.reset_index(drop=True), prov
+
+
+def cell(row, fmt="{:.4f}"):
+    if row.n_seeds == 0:
+        return "diverged"
+    s = fmt.format(row["mean"]) + (" ± " + fmt.format(row["std"]) if row.n_seeds > 1 else "")
+    if row.n_diverged:
+        s += f" ({row.n_diverged} diverged)"
+    return s
+
+
+def markdown(tab, prov, scale=None):
+    """Readable Table 1: per metric, paradigms x surfaces, 'ours (paper)', best mean per column in bold."""
+    cfg = prov["config"]
+    lines = [f"# Table 1: residual MLP ({cfg['depth']} blocks, width {cfg['width']}) on 2-D surfaces, test error at the final depth",
+             "",
+             f"Reproduced: mean ± std over seeds {cfg['seeds']}{f' (scale `{scale}`)' if scale else ''}, "
+             f"{cfg['epochs']} epochs, batch {cfg['batch_size']}, Adam lr {cfg['lr']} (cosine), {cfg['n_train']} train / "
+             f"{cfg['n_test']} test points on [{cfg['domain'][0]}, {cfg['domain'][1]}]^2. In parentheses: the LPA paper's "
+             "Table 1 (blank where it has no value). **Bold**: best reproduced mean in the column.",
+             "",
+             f"Made by `python -m lpa_core table1` from run CSVs; commit(s) {', '.join(prov['commits'])}; "
+             f"hardware {'; '.join(prov['hardware'])}; runs {prov['start']} .. {prov['end']}.", ""]
+    for metric in ["mse", "mae", "effective_depth"]:
+        t = tab[tab.metric == metric]
+        if t.empty:
+            continue
+        datasets = list(dict.fromkeys(t.dataset))
+        best = t[t.n_seeds > 0].groupby("dataset")["mean"].min() if metric != "effective_depth" else None
+        lines += [f"## {metric.upper() if metric != 'effective_depth' else 'Adaptive LPA: effective depth (blocks kept)'}", "",
+                  "| paradigm | " + " | ".join(datasets) + " |", "|---" * (len(datasets) + 1) + "|"]
+        for par, g in t.groupby("paradigm", sort=False):
+            cells = []
+            for d in datasets:
+                row = g[g.dataset == d]
+                if row.empty:
+                    cells.append("")
+                    continue
+                row = row.iloc[0]
+                c = cell(row, "{:.2f}" if best is None else "{:.4f}")
+                if best is not None and row.n_seeds > 0 and row["mean"] == best[d]:
+                    c = f"**{c}**"
+                if isinstance(row.paper_value, str):
+                    c += f" ({row.paper_value})"
+                cells.append(c)
+            lines.append(f"| {par} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def table1_cmd(args):
+    tab, prov = table1(args.runs, args.paper)
+    from lpa_core import io
+
+    scale = Path(args.runs[0]).parts[-4] if len(Path(args.runs[0]).parts) >= 4 else None
+    io.write_csv(args.out_csv, list(tab.columns), tab.itertuples(index=False))
+    io._atomic(args.out_md, lambda tmp: Path(tmp).write_text(markdown(tab, prov, scale) + "\n"))
+    print(markdown(tab, prov, scale))
+
+
+########################################################################################################################
+# figures
+
+
+def load_grids(dirs):
+    """{paradigm: dict(pred [R, L, n, n], truth [R, n, n], datasets [R], seeds [R], status [R], axis [n])}."""
+    out = {}
+    for d in dirs:
+        z = np.load(Path(d) / "grid.npz")
+        par = json.loads((Path(d) / "run.json").read_text())["config"]["paradigm"]
+        out[par] = {k: z[k] for k in z.files}
+    return out
+
+
+def first_run(g, dataset):
+    """Index of the first non-diverged run of `dataset` in a grid (else the first run)."""
+    idx = np.flatnonzero(g["datasets"] == dataset)
+    ok = [i for i in idx if g["status"][i] == "ok"]
+    return (ok or list(idx))[0]
+
+
+def fig2(grids, path):
+    """Ground truth beside each paradigm's final-depth surface, one row per surface (first seed)."""
+    import matplotlib.pyplot as plt
+
+    pars = list(grids)
+    datasets = list(dict.fromkeys(grids[pars[0]]["datasets"]))
+    ext = [grids[pars[0]]["axis"][0], grids[pars[0]]["axis"][-1]] * 2
+    fig, axes = plt.subplots(len(datasets), len(pars) + 1, figsize=(2.1 * (len(pars) + 1), 2.1 * len(datasets)), squeeze=False)
+    for r, ds in enumerate(datasets):
+        g0 = grids[pars[0]]
+        truth = g0["truth"][first_run(g0, ds)]
+        lim = dict(vmin=truth.min(), vmax=truth.max(), origin="lower", extent=ext, cmap="viridis")
+        axes[r, 0].imshow(truth, **lim)
+        axes[r, 0].set_ylabel(ds, fontsize=9)
+        for c, par in enumerate(pars, start=1):
+            g = grids[par]
+            i = first_run(g, ds)
+            axes[r, c].imshow(g["pred"][i, -1].astype(np.float32), **lim)
+            mse = float(np.mean((g["pred"][i, -1].astype(np.float32) - truth) ** 2))
+            axes[r, c].set_title(f"grid mse {mse:.3g}" + (" DIVERGED" if g["status"][i] != "ok" else ""), fontsize=7)
+        for ax in axes[r]:
+            ax.set_xticks([]), ax.set_yticks([])
+    for c, name in enumerate(["ground truth"] + pars):
+        axes[0, c].annotate(name, (0.5, 1.25), xycoords="axes fraction", ha="center", fontsize=10, weight="bold")
+    fig.suptitle("Final-depth surfaces (first seed); colour scale of the ground truth per row", y=1.0)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def fig3(grids, lw, dataset, path):
+    """Per-depth predicted surfaces for every paradigm (rows) and depth (columns), then per-depth MSE and MAE."""
+    import matplotlib.pyplot as plt
+
+    pars = list(grids)
+    L = grids[pars[0]]["pred"].shape[1]
+    g0 = grids[pars[0]]
+    truth = g0["truth"][first_run(g0, dataset)]
+    ext = [g0["axis"][0], g0["axis"][-1]] * 2
+    lim = dict(vmin=truth.min(), vmax=truth.max(), origin="lower", extent=ext, cmap="viridis")
+    fig = plt.figure(figsize=(1.5 * (L + 1), 1.35 * len(pars) + 3.2))
+    gs = fig.add_gridspec(len(pars) + 1, L + 1, height_ratios=[1] * len(pars) + [1.9])
+    for r, par in enumerate(pars):
+        g = grids[par]
+        i = first_run(g, dataset)
+        for d in range(L):
+            ax = fig.add_subplot(gs[r, d])
+            ax.imshow(g["pred"][i, d].astype(np.float32), **lim)
+            ax.set_xticks([]), ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"depth {d + 1}", fontsize=9)
+            if d == 0:
+                ax.set_ylabel(par, fontsize=8)
+        if r == 0:
+            ax = fig.add_subplot(gs[r, L])
+            ax.imshow(truth, **lim)
+            ax.set_title("truth", fontsize=9)
+            ax.set_xticks([]), ax.set_yticks([])
+    half = (L + 1) // 2
+    sub = lw[(lw.dataset == dataset) & (lw.status == "ok")]
+    for k, (metric, span) in enumerate([("mse", slice(0, half)), ("mae", slice(half, L + 1))]):
+        ax = fig.add_subplot(gs[len(pars), span])
+        for par in pars:
+            s = sub[(sub.paradigm == par) & (sub.metric == metric)].groupby("depth").value
+            m = s.mean()
+            ax.plot(m.index, m.values, marker="o", ms=3, label=par)
+            ax.fill_between(m.index, s.min().values, s.max().values, alpha=0.15)
+        ax.set_yscale("log")
+        ax.set_xlabel("depth (blocks used)")
+        ax.set_ylabel(f"test {metric.upper()}")
+        ax.grid(alpha=0.3)
+        if k == 0:
+            ax.legend(fontsize=7)
+    fig.suptitle(f"{dataset}: the shared head read out after each block (first seed); curves: mean over seeds, band min..max")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def fig_history(hist, path):
+    """Final-depth test MSE against epochs and against optimizer steps, one panel per surface (mean over seeds):
+    the evidence that every paradigm has plateaued at the chosen budget."""
+    import matplotlib.pyplot as plt
+
+    hist = hist[hist.metric == "test_mse"]
+    datasets = list(dict.fromkeys(hist.dataset))
+    fig, axes = plt.subplots(2, len(datasets), figsize=(3 * len(datasets), 5.6), squeeze=False)
+    for c, ds in enumerate(datasets):
+        for par, g in hist[hist.dataset == ds].groupby("paradigm", sort=False):
+            m = g.groupby("epoch")[["value", "steps"]].mean()
+            axes[0, c].plot(m.index, m.value, label=par)
+            axes[1, c].plot(m.steps, m.value, label=par)
+        axes[0, c].set_title(ds, fontsize=9)
+        axes[1, c].set_xlabel("optimizer steps")
+        axes[0, c].set_xlabel("epoch")
+        for ax in axes[:, c]:
+            ax.set_yscale("log")
+            ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("test MSE (final depth)")
+    axes[1, 0].set_ylabel("test MSE (final depth)")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def figures_cmd(args):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    out = Path(args.outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    grids, lw = load_grids(args.runs), read_runs(args.runs, "layerwise.csv")
+    fig2(grids, out / "fig2_surfaces.png")
+    for ds in dict.fromkeys(lw.dataset):
+        fig3(grids, lw, ds, out / f"fig3_layerwise_{ds}.png")
+    fig_history(read_runs(args.runs, "history.csv"), out / "fig_history_surfaces.png")
+    print(f"figures -> {out}")
 
 
 def add_commands(sub):
-    pass
+    t = sub.add_parser("table1", help="Table 1 (csv + md) from surface run folders")
+    t.add_argument("--runs", nargs="+", required=True, help="run folders (each with layerwise.csv, summary.csv, run.json)")
+    t.add_argument("--paper", required=True, help="CSV of published numbers (shared/reference/paper_results.csv)")
+    t.add_argument("--out-csv", required=True)
+    t.add_argument("--out-md", required=True)
+    t.set_defaults(func=table1_cmd)
+    f = sub.add_parser("figures", help="Figures 2, 3, 8 and training curves from surface run folders")
+    f.add_argument("--runs", nargs="+", required=True, help="run folders (each with grid.npz, layerwise.csv, history.csv)")
+    f.add_argument("--outdir", required=True)
+    f.set_defaults(func=figures_cmd)

@@ -7,6 +7,7 @@ status, compute, effective depth), grid.npz (predictions on a plotting grid at e
 restarted job resumes from there and ends with the same numbers as an uninterrupted one.
 """
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from lpa_core.data import grid, make_surface, surface
 from lpa_core.models import create_model
 from lpa_core.optim import RunAdam, cosine_lr
 from lpa_core.paradigms import get_paradigm
+from lpa_core.topology import coefficients
 
 KEYS = ["exp", "dataset", "arch", "paradigm", "seed"]
 
@@ -34,7 +36,8 @@ class Context:
         self.x_train, self.y_train, self.x_test, self.y_test = (torch.stack(t).transpose(1, 2).contiguous().to(cfg.device)
                                                                 for t in zip(*data))
         self.model = create_model(cfg.arch, [s for _, s in cfg.runs], width=cfg.width, depth=cfg.depth,
-                                  activation=cfg.activation).to(cfg.device)
+                                  activation=cfg.activation, topology=cfg.topology, tau=cfg.tau,
+                                  normalisation=cfg.normalisation).to(cfg.device)
         self.opt = RunAdam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.gens = [torch.Generator().manual_seed(2_000_003 + s) for _, s in cfg.runs]  # batch order per run
         self.steps = torch.zeros(self.n_runs, dtype=torch.long)
@@ -63,7 +66,8 @@ class Context:
     def step(self, losses, params, runs=None):
         """Backward of the summed per-run losses into `params` only, then one optimizer step on the runs in the
         mask `runs` (None = all). Everything outside `params` and `runs` is left exactly as it was."""
-        self.bad |= ~torch.isfinite(losses.detach()).cpu()
+        nonfinite = ~torch.isfinite(losses.detach()).cpu()
+        self.bad |= nonfinite if runs is None else nonfinite & runs.cpu()  # only the losses the runs step on count
         if self.bad.any():
             runs = ~self.bad if runs is None else runs & ~self.bad
         if runs is not None and not runs.any():
@@ -96,11 +100,24 @@ class Context:
         self.steps, self.samples, self.bad, self.state = ck["steps"], ck["samples"], ck["bad"], ck["state"]
 
 
+def default_ckpt_dir(out):
+    """checkpoints/<out>, never inside `out`: an absolute out (or one with '..') is taken relative to the working
+    directory when it lies inside it (so 'results/x' and '$PWD/results/x' share a checkpoint), else to its anchor."""
+    out = Path(out)
+    if out.is_absolute() or ".." in out.parts:
+        out = Path(os.path.abspath(out))
+        try:
+            out = out.relative_to(os.getcwd())
+        except ValueError:
+            out = out.relative_to(out.anchor)
+    return Path("checkpoints") / out
+
+
 def train(cfg, out, ckpt_dir=None, log=None):
     """Train cfg's group of runs, write the outputs to `out`; returns the per-run status list."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     out = Path(out)
-    ckpt = Path(ckpt_dir or Path("checkpoints") / out) / "last.pt"
+    ckpt = Path(ckpt_dir or default_ckpt_dir(out)) / "last.pt"
     torch.set_num_threads(cfg.threads)
     paradigm = get_paradigm(cfg.paradigm)
     ctx = Context(cfg)
@@ -123,17 +140,17 @@ def train(cfg, out, ckpt_dir=None, log=None):
     for epoch in range(epoch0, cfg.epochs):
         ctx.opt.lr = cosine_lr(cfg.lr, epoch, cfg.epochs, cfg.warmup_epochs, cfg.final_lr_frac)
         paradigm(ctx, epoch)
+        wall = time.perf_counter() - t0
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs or ctx.bad.all():
+            history += history_rows(ctx, epoch + 1, wall)  # also marks runs whose full-depth error is non-finite
+            test = [row[-1] for row in history[-3 * ctx.n_runs:] if row[-2] == "test_mse"]
+            eta = wall / (epoch + 1 - epoch0) * (cfg.epochs - epoch - 1) if epoch + 1 > epoch0 else 0
+            log(f"[{cfg.exp}/{cfg.paradigm}] epoch {epoch + 1}/{cfg.epochs}  test mse (median of runs) "
+                f"{np.nanmedian(test) if np.isfinite(test).any() else float('nan'):.4g}  {wall:.0f}s  eta {eta:.0f}s")
         for r in range(ctx.n_runs):
             if ctx.bad[r] and diverged_at[r] is None:
                 diverged_at[r] = epoch + 1
                 log(f"[{cfg.exp}/{cfg.paradigm}] run {cfg.runs[r]} diverged in epoch {epoch + 1}")
-        wall = time.perf_counter() - t0
-        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs or ctx.bad.all():
-            history += history_rows(ctx, epoch + 1, wall)
-            test = [row[-1] for row in history[-3 * ctx.n_runs:] if row[-2] == "test_mse"]
-            eta = wall / (epoch + 1 - epoch0) * (cfg.epochs - epoch - 1) if epoch + 1 > epoch0 else 0
-            log(f"[{cfg.exp}/{cfg.paradigm}] epoch {epoch + 1}/{cfg.epochs}  test mse (median of runs) "
-                f"{np.nanmedian(test):.4g}  {wall:.0f}s  eta {eta:.0f}s")
         if ctx.bad.all():
             log(f"[{cfg.exp}/{cfg.paradigm}] every run diverged; stopping")
             break
@@ -153,6 +170,8 @@ def history_rows(ctx, epoch, wall):
     cfg, rows = ctx.cfg, []
     test = ctx.evaluate(ctx.x_test, ctx.y_test)[cfg.depth]
     train = ctx.evaluate(ctx.x_train, ctx.y_train)[cfg.depth]
+    # a last step can blow a run up after the last loss it saw: non-finite error now = diverged
+    ctx.bad |= ~(torch.isfinite(test[0]) & torch.isfinite(train[0]))
     for r in range(ctx.n_runs):
         pre = run_keys(cfg, r) + [epoch, int(ctx.steps[r]), int(ctx.samples[r]), round(wall, 3), ctx.opt.lr]
         for name, val in (("train_mse", train[0][r]), ("test_mse", test[0][r]), ("test_mae", test[1][r])):
@@ -184,4 +203,6 @@ def write_outputs(ctx, out, history, diverged_at, start, wall, n_params):
     io.write_json(out / "run.json", {"config": cfg.to_dict(), **io.provenance(cfg.device), "start": start, "end": io.now(),
                                      "wall_s": round(wall, 3), "runs": [dict(zip(["dataset", "seed"], k), status=s)
                                                                          for k, s in zip(cfg.runs, status)]})
+    io.write_csv(out / "coeffs.csv", KEYS + ["topology", "j", "i", "p"],  # shortcut coefficients (NaN: diverged run)
+                 [run_keys(cfg, r) + [cfg.topology, j, i, float("nan") if ctx.bad[r] else p] for r, j, i, p in coefficients(ctx.model)])
     return status

@@ -25,6 +25,7 @@ def adaptive_lpa(ctx, epoch):
             alpha.fill_(-float("inf"))
         for i in range(1, L + 1):
             losses, metric = ctx.loss(x, y, depth=i, metric=True)
+            metric = metric.cpu()  # the decision state (alpha, going, record) lives on the CPU
             ctx.step(losses, ctx.model.params(depth=i), runs=going)
             stop = going & (metric <= alpha)
             record = torch.where(stop, torch.maximum(record, torch.tensor(i)), record)

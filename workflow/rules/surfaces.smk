@@ -53,6 +53,7 @@ rule figures:
     output:
         fig2=f"{config['figures']}/fig2_surfaces.png",
         fig3=expand(f"{config['figures']}/fig3_layerwise_{{surface}}.png", surface=SURF["datasets"]),
+        history=f"{config['figures']}/fig_history_surfaces.png",
     params:
         dirs=lambda w, input: [os.path.dirname(f) for f in input.layerwise],
         outdir=lambda w, output: os.path.dirname(output.fig2),

@@ -1,0 +1,236 @@
+"""Residual topologies: which shortcuts feed each block, and with which coefficients.
+
+A residual stack (lpa_core.models.ResidualStack) owns its shortcuts: x_0 = stem(x) and, for j = 1..L,
+
+    x_j = F_j(x_{j-1}) + S_j,    S_j = sum_{i<j} p_ij x_i
+
+where F_j is block j's residual branch and the topology (TrainConfig.topology) fixes the coefficients p_ij:
+
+  cascade    p_ij = [i = j-1]: standard residuals, nothing learnable (the default; today's numbers bit for bit)
+  ancre      every shortcut i->j (0 <= i < j <= L) has a learnable logit c_ij (ANCRe, Sec 4.1), and
+               normalisation=ingoing  (default, Eq. 7-8)  p_ij = softmax over i=0..j-1   of c_ij / tau   (sum_i p_ij = 1)
+               normalisation=outgoing (Eq. 6)             p_ij = softmax over j=i+1..L   of c_ij / tau   (sum_j p_ij = 1)
+               normalisation=none     (Table 4 'None')    p_ij = c_ij, unnormalised (tau unused)
+  all_fixed  p_ij = 1/j for every i < j, nothing learnable (Table 5, 'all i:j, not learnable')
+  gains      p_ij = g_j [i = j-1], a learnable scalar gain per block, init 1 (Table 5, 'learnable cascade')
+
+Ownership: block j owns the coefficients of the shortcuts *into* j, as the parameter `block.shortcut` (ancre:
+logits [R, j] over i = 0..j-1; gains: [R, 1, 1]; none for cascade/all_fixed). So `model.params(depth=d)` holds
+exactly the coefficients of blocks <= d and a prefix step leaves the deeper blocks' coefficients and their Adam
+state untouched, like the rest of those blocks. Under outgoing normalisation the softmax for source i runs over
+every destination j' = i+1..L, so x_d depends on the logits of blocks > d too (x_d is the same at every evaluated
+depth); in a step at depth d those logits are constants: they are not in `params`, so get no gradient, no update.
+
+Initialisation: ancre logits all 0, identical across runs, so training starts from uniform coefficients (p_ij =
+1/j ingoing, 1/(L-i) outgoing), as the authors' code does (zhangyilang/ANCRe, ancre/ancre.py and rl/ancre_jax.py:
+nn.init.zeros_ / initializers.zeros on every logit; they freeze the one logit of block 1 (ingoing) or of source
+L-1 (outgoing); here it stays a parameter, and under ingoing its gradient is identically 0, so it never moves).
+normalisation=none starts as cascade: c_{j-1,j} = 1, every other c_ij = 0.
+
+Where we differ from the authors' code: there each block keeps its own residual and the mix is added on top,
+x_j = x_{j-1} + F_j(x_{j-1}) + sum_i p_ij x_i (the cascaded shortcut effectively weighs 1 + p_{j-1,j}); we follow
+the paper, where the mix replaces the cascade (Sec 4.1: 'if some p_ij = 1, the construction reduces to adding a
+standard residual connection between layers i and j'; Sec 5.3: 'after removing the original cascaded residual
+connections'), so one-hot coefficients give back a fixed topology exactly. Their code's default temperature is
+1e-2 (LLM and RL scripts; 1e-1 for DiT); the paper's 0.1 is ours (TrainConfig.tau).
+"""
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+NORMALISATIONS = ("ingoing", "outgoing", "none")
+
+
+def mix(f, xs, w):
+    """f + sum_i w[:, i] * xs[i] for states xs[i] [R, ...] and weights w [R, j]: one batched gemm over the stack."""
+    R, j = w.shape
+    h = torch.stack(xs, 1).reshape(R, j, -1)
+    return torch.baddbmm(f.reshape(R, 1, -1), w.unsqueeze(1).to(f.dtype), h).view_as(f)
+
+
+class Topology:
+    """The interface the stack uses: attach coefficients to the blocks, `weights(blocks, depth)` once per forward
+    (one entry per block 1..depth), `join(f, xs, w)` = x_j from the branch output f = F_j(x_{j-1}), the states
+    xs = [x_0..x_{j-1}] and block j's weights; `matrix(blocks)` = [p_j [R, j] for j = 1..L] for reporting."""
+
+    def __init__(self, tau=0.1, normalisation="ingoing"):
+        self.tau, self.normalisation = tau, normalisation
+
+    def attach(self, blocks, n_runs):
+        pass
+
+    def weights(self, blocks, depth):
+        return [None] * len(blocks[:depth])
+
+    def matrix(self, blocks):
+        raise NotImplementedError
+
+
+def _cascaded(blocks, gain=None):
+    """p_j [R or 1, j] with p_{j-1,j} = 1 (or block j's gain) and 0 elsewhere."""
+    out = []
+    for j, b in enumerate(blocks, 1):
+        g = torch.ones(1, 1) if gain is None else b.shortcut.detach().reshape(-1, 1).cpu()
+        out.append(torch.cat([torch.zeros(g.shape[0], j - 1), g], 1))
+    return out
+
+
+class Cascade(Topology):
+    def join(self, f, xs, w):
+        return xs[-1] + f
+
+    def matrix(self, blocks):
+        return _cascaded(blocks)
+
+
+class Gains(Topology):
+    def attach(self, blocks, n_runs):
+        for b in blocks:
+            b.shortcut = nn.Parameter(torch.ones(n_runs, 1, 1))
+
+    def weights(self, blocks, depth):
+        return [b.shortcut for b in blocks[:depth]]
+
+    def join(self, f, xs, w):
+        return torch.addcmul(f, w, xs[-1])
+
+    def matrix(self, blocks):
+        return _cascaded(blocks, gain=True)
+
+
+class AllFixed(Topology):
+    def join(self, f, xs, w):
+        return mix(f, xs, torch.full((f.shape[0], len(xs)), 1 / len(xs), dtype=f.dtype, device=f.device))
+
+    def matrix(self, blocks):
+        return [torch.full((1, j), 1 / j) for j in range(1, len(blocks) + 1)]
+
+
+class Ancre(Topology):
+    def attach(self, blocks, n_runs):
+        for j, b in enumerate(blocks, 1):
+            c = torch.zeros(n_runs, j)
+            if self.normalisation == "none":
+                c[:, j - 1] = 1.0  # unnormalised coefficients start as cascade
+            b.shortcut = nn.Parameter(c)
+
+    def weights(self, blocks, depth):
+        n = len(blocks[:depth])
+        if self.normalisation == "none":
+            return [b.shortcut for b in blocks[:n]]
+        if self.normalisation == "ingoing":
+            return [torch.softmax(b.shortcut / self.tau, dim=1) for b in blocks[:n]]
+        # outgoing: C[r, i, j-1] = c_ij / tau for i < j, -inf for i >= j; softmax over the destinations of each i
+        L = len(blocks)
+        cols = [torch.cat([b.shortcut / self.tau, b.shortcut.new_full((b.shortcut.shape[0], L - j), -math.inf)], 1)
+                for j, b in enumerate(blocks, 1)]
+        P = torch.softmax(torch.stack(cols, 2), dim=2)
+        return [P[:, :j, j - 1] for j in range(1, n + 1)]
+
+    def join(self, f, xs, w):
+        return mix(f, xs, w)
+
+    def matrix(self, blocks):
+        return self.weights(blocks, None)
+
+
+TOPOLOGIES = {"cascade": Cascade, "ancre": Ancre, "all_fixed": AllFixed, "gains": Gains}
+
+
+def make_topology(name="cascade", tau=0.1, normalisation="ingoing"):
+    if name not in TOPOLOGIES:
+        raise ValueError(f"topology: unknown '{name}' (valid: {', '.join(TOPOLOGIES)})")
+    if normalisation not in NORMALISATIONS:
+        raise ValueError(f"normalisation: unknown '{normalisation}' (valid: {', '.join(NORMALISATIONS)})")
+    if not tau > 0:
+        raise ValueError(f"tau: must be > 0, got {tau}")
+    return TOPOLOGIES[name](tau=tau, normalisation=normalisation)
+
+
+@torch.no_grad()
+def coefficients(model):
+    """Tidy rows (run, j, i, p_ij) of a residual stack's shortcut coefficients, for 1 <= j <= L and every
+    0 <= i < j (p = 0 where the topology has no shortcut i->j)."""
+    rows = []
+    ps = [p.detach().float().cpu().expand(model.n_runs, -1) for p in model.topology.matrix(model.blocks)]
+    for r in range(model.n_runs):
+        for j, p in enumerate(ps, 1):
+            rows += [(r, j, i, float(p[r, i])) for i in range(j)]
+    return rows
+
+
+# --- Fig 6: heatmap of the learned coefficients ---------------------------------------------------------------------
+
+PANEL_KEYS = ["exp", "arch", "paradigm", "topology", "dataset"]
+
+
+def heatmap(csv_paths, out_png, floor=-10.0):
+    """Fig 6 of the ANCRe paper from coeffs.csv files (or run folders holding one): one panel per (exp, arch,
+    paradigm, topology, dataset), p averaged over the seeds that did not diverge, shown as log(p_ij / max_i p_ij)
+    (|p| for unnormalised coefficients) with rows j, columns i and the upper triangle (i >= j) masked; absent
+    shortcuts (p = 0) sit at the colour floor (max(floor, smallest finite value))."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import pandas as pd
+
+    from lpa_core import io
+
+    frames = []
+    for path in map(Path, csv_paths):
+        f = path / "coeffs.csv" if path.is_dir() else path
+        if not f.is_file():
+            raise FileNotFoundError(f"runs: no coeffs.csv at '{path}'")
+        frames.append(pd.read_csv(f))
+    df = pd.concat(frames, ignore_index=True)
+    panels = []
+    for key, g in df.groupby(PANEL_KEYS, sort=False):
+        L = int(g.j.max())
+        P = np.full((L, L), np.nan)
+        for (j, i), v in g.groupby(["j", "i"]).p.mean().items():  # mean skips NaN (diverged runs)
+            P[j - 1, i] = abs(v)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            M = np.log(P / np.nanmax(np.where(np.isnan(P), -np.inf, P), axis=1, keepdims=True))
+        ok = g.groupby("seed").p.apply(lambda s: s.notna().all())
+        panels.append((key, M, np.triu(np.ones((L, L), bool), k=1), int(ok.sum()), len(ok)))
+    finite = [M[np.isfinite(M)] for _, M, *_ in panels]
+    lo = min((v.min() for v in finite if v.size), default=-1.0)
+    vmin = max(floor, min(lo, -1e-3))
+    n = len(panels)
+    cols = min(n, 4)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
+    im = None
+    for ax, ((exp, arch, par, topo, ds), M, upper, n_ok, n_seeds) in zip(axes.flat, panels):
+        L = M.shape[0]
+        shown = np.ma.masked_where(upper | np.isnan(M), np.maximum(M, vmin))
+        im = ax.imshow(shown, cmap="viridis", vmin=vmin, vmax=0, origin="upper")
+        ax.set_xticks(range(L), range(L))
+        ax.set_yticks(range(L), range(1, L + 1))
+        ax.set_xlabel("i (from)")
+        ax.set_ylabel("j (into)")
+        ax.set_title(f"{exp}: {ds}\n{par}, {topo} ({n_ok}/{n_seeds} seeds)", fontsize=8)
+        if n_ok == 0:
+            ax.text(0.5, 0.5, "diverged", transform=ax.transAxes, ha="center", va="center")
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    if im is not None:
+        fig.colorbar(im, ax=axes, shrink=0.8, label=r"$\log(p_{ij} / \max_i p_{ij})$")
+    io._atomic(out_png, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    plt.close(fig)
+
+
+def heatmap_cmd(args):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    heatmap(args.runs, args.out, floor=args.floor)
+
+
+def add_commands(sub):
+    h = sub.add_parser("coeff-heatmap", help="Fig 6-style heatmap of learned shortcut coefficients (coeffs.csv)")
+    h.add_argument("--runs", nargs="+", required=True, help="run folders (each with coeffs.csv) or coeffs.csv files")
+    h.add_argument("--out", required=True, help="PNG to write")
+    h.add_argument("--floor", type=float, default=-10.0, help="lowest log-ratio shown (absent shortcuts sit there)")
+    h.set_defaults(func=heatmap_cmd)
