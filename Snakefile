@@ -11,10 +11,12 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/surfaces.smk"
+include: "workflow/rules/ancre_case.smk"
 
 
 rule all:
     input:
         rules.table1.output,
         rules.figures.output,
+        rules.ancre_case.output,
     default_target: True

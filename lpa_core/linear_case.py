@@ -1,6 +1,7 @@
 """ANCRé Case Study 3.1 / Figure 2: residual topology and the convergence of deep linear networks.
 
-    python -m lpa_core ancre-case                 # scale paper; --scale quick for a few-second slice
+    python -m lpa_core ancre-case                 # scale paper: ~15 s of training on one core
+    python -m lpa_core ancre-case --scale quick   # 2 seeds, 2000 steps: ~2 s of training
 
 Model. f(x) = x_K with x_0 = x and, for layer j = 1..K,
 
@@ -20,9 +21,12 @@ Data. Whitened inputs X (d x n, n >= d, X X^T = I: orthonormal rows) and Y = A X
 random orthogonal U, V and rank r < d (S = linspace(s_max, s_min) on r entries, 0 on the rest). This is the
 rank-deficient target of Theorem B.1's construction: with a full-rank A every topology ends up converging linearly
 and 0:1's 1/t^2 tail cannot appear. Loss L = 1/2 ||f(X) - Y||_F^2 (= 1/2 ||M - A||_F^2 for the end-to-end map M,
-since X X^T = I). Training is plain full-batch GD with a small step lr (close to gradient flow; GF time t =
-iteration x lr) from a small Gaussian initialisation W_k ~ N(0, init^2 / d). Every topology of a seed starts from
-the same W's and sees the same A.
+since X X^T = I). Training is plain full-batch GD with a small step lr (close to gradient flow: halving or
+quartering lr gives the same curves against GF time t = iteration x lr) from a small initialisation W_k = init x
+(Haar-random orthogonal). That initialisation is balanced (W_{k+1}^T W_{k+1} = W_k W_k^T), which is what the 0:1
+lower bound needs (Thm B.1 takes W2(0) = W3(0)); an i.i.d. Gaussian one (init_kind="gaussian") leaves an O(init^2)
+imbalance that turns 0:1's 1/t^2 tail into slow linear convergence after t ~ 1 / init^2. Every topology of a seed
+starts from the same W's and sees the same A.
 
 All runs, every (depth, topology, seed), train as one batch of d x d matrices (numpy, gradients by hand: the
 recursion is linear). A net of depth K < Kmax runs as depth Kmax with frozen W = 0 layers behind identity
@@ -32,6 +36,7 @@ verdict); a JSON sidecar (config, provenance, summary, learned ANCRé p_ij); and
 """
 import argparse
 import itertools
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -114,8 +119,8 @@ def ingoing_softmax(logits, tau):
     """p_ij = exp(c_ij / tau) / sum_{k<j} exp(c_kj / tau) for i < j, 0 elsewhere. logits: (B, K+1, K+1)."""
     upper = np.triu(np.ones(logits.shape[-2:], bool), 1)
     z = np.where(upper, logits / tau, -np.inf)
-    z = z - np.max(np.where(upper, z, 0.0), axis=-2, keepdims=True)
-    e = np.exp(z)  # exp(-inf) = 0 off the mask
+    m = np.max(z, axis=-2, keepdims=True)
+    e = np.exp(z - np.where(np.isfinite(m), m, 0.0))  # exp(-inf) = 0 off the mask
     return e / np.maximum(e.sum(-2, keepdims=True), 1e-300)  # column 0 has no ingoing shortcut: stays 0
 
 
@@ -325,7 +330,7 @@ def label(name, r):
     return f"{name}: {tail.get(r['shape'], r['shape'])}{seeds}"
 
 
-def plot(curves, logged, summary, path, c, seeds, note=""):
+def plot(curves, logged, summary, path, c, seeds, note="", metadata=None):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -368,7 +373,7 @@ def plot(curves, logged, summary, path, c, seeds, note=""):
                  f"{c.init_kind} init x {c.init}, full-batch GD lr {c.lr}, {len(seeds)} seeds{note}", fontsize=12)
     fig.subplots_adjust(left=0.05, right=0.99, bottom=0.2, top=0.92, wspace=0.06, hspace=0.22)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, dpi=110, bbox_inches="tight", metadata=metadata)
     plt.close(fig)
 
 
@@ -391,10 +396,11 @@ def main(args):
     io.write_csv(args.out_summary, SUMMARY_COLUMNS, [[r[k] for k in SUMMARY_COLUMNS] for r in summary])
     p_ij = {f"K={K} seed={s}": {f"{i}:{j}": round(float(P[i, j]), 4) for j in range(1, K + 1) for i in range(j)}
             for (K, s), P in ancre.items()}
-    io.write_json(args.out_json or Path(args.out_summary).with_suffix(".json"),
+    io.write_json(args.out_json or Path(args.out_csv).with_suffix(".json"),
                   {**meta, "outputs": [args.out_csv, args.out_summary, args.out_fig], "columns": COLUMNS,
                    "summary_columns": SUMMARY_COLUMNS, "ancre_p_final": p_ij, "summary": summary})
-    plot(curves, logged, summary, args.out_fig, c, seeds, note=f"; {prov['git_commit'][:12]}, {prov['date'][:10]}")
+    plot(curves, logged, summary, args.out_fig, c, seeds, note=f"; {prov['git_commit'][:12]}, {prov['date'][:10]}",
+         metadata={"Description": json.dumps({k: meta[k] for k in ("command", "git_commit", "date", "case", "seeds")})})
     for r in summary:
         if r["panel"] != "c" or r["topology"] in STYLE:
             print(f"({r['panel']}) K={r['K']} {r['topology']:>8}: final {r['final_loss']:.2e}  dlnL/dit "
@@ -407,7 +413,7 @@ def add_commands(sub):
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out-csv", default="results/tables/ancre_case.csv", help="tidy loss curves (%(default)s)")
     p.add_argument("--out-summary", default="results/tables/ancre_case_summary.csv", help="convergence fits")
-    p.add_argument("--out-json", help="config, provenance, summary, learned ANCRé p_ij (default <out-summary>.json)")
+    p.add_argument("--out-json", help="config, provenance, summary, learned ANCRé p_ij (default <out-csv>.json)")
     p.add_argument("--out-fig", default="figures/ancre_fig2.png", help="Figure 2, panels a-c (%(default)s)")
     p.add_argument("--scale", default="paper", choices=sorted(SCALES), help="paper (default) or quick")
     p.add_argument("--seeds", help="comma-separated seeds (default: the scale's)")

@@ -169,8 +169,8 @@ PANEL_KEYS = ["exp", "arch", "paradigm", "topology", "dataset"]
 def heatmap(csv_paths, out_png, floor=-10.0):
     """Fig 6 of the ANCRe paper from coeffs.csv files (or run folders holding one): one panel per (exp, arch,
     paradigm, topology, dataset), p averaged over the seeds that did not diverge, shown as log(p_ij / max_i p_ij)
-    (|p| for unnormalised coefficients) with rows j, columns i and the upper triangle (i >= j) masked; absent
-    shortcuts (p = 0) sit at the colour floor (max(floor, smallest finite value))."""
+    (|p| for unnormalised coefficients) with rows j, columns i and the upper triangle (i >= j) masked (white);
+    absent shortcuts (p = 0: cascade, gains) are grey; the colour scale runs from max(floor, smallest value) to 0."""
     import matplotlib.pyplot as plt
     import numpy as np
     import pandas as pd
@@ -201,15 +201,19 @@ def heatmap(csv_paths, out_png, floor=-10.0):
     cols = min(n, 4)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
+    cmap = plt.get_cmap("viridis").copy()
+    cmap.set_bad("0.85")
     im = None
-    for ax, ((exp, arch, par, topo, ds), M, upper, n_ok, n_seeds) in zip(axes.flat, panels):
+    for k, (ax, ((exp, arch, par, topo, ds), M, upper, n_ok, n_seeds)) in enumerate(zip(axes.flat, panels)):
         L = M.shape[0]
-        shown = np.ma.masked_where(upper | np.isnan(M), np.maximum(M, vmin))
-        im = ax.imshow(shown, cmap="viridis", vmin=vmin, vmax=0, origin="upper")
+        im = ax.imshow(np.ma.masked_where(~np.isfinite(M), np.maximum(M, vmin)), cmap=cmap, vmin=vmin, vmax=0)
+        ax.imshow(np.where(upper, 1.0, np.nan), cmap="gray", vmin=0, vmax=1)  # white upper triangle
         ax.set_xticks(range(L), range(L))
         ax.set_yticks(range(L), range(1, L + 1))
-        ax.set_xlabel("i (from)")
-        ax.set_ylabel("j (into)")
+        if k // cols == rows - 1 or k + cols >= n:
+            ax.set_xlabel("i (from)")
+        if k % cols == 0:
+            ax.set_ylabel("j (into)")
         ax.set_title(f"{exp}: {ds}\n{par}, {topo} ({n_ok}/{n_seeds} seeds)", fontsize=8)
         if n_ok == 0:
             ax.text(0.5, 0.5, "diverged", transform=ax.transAxes, ha="center", va="center")

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from lpa_core.cli import main
+from lpa_core.config import TrainConfig
 from lpa_core.data import SURFACES
 from lpa_core.paradigms import PARADIGMS
 
@@ -42,6 +44,7 @@ def one_line(err):
     (["--arch", "transformerXL"], "arch", ["resmlp"]),
     (["--activation", "swish"], "activation", ["relu", "tanh"]),
     (["--lpa_e2e", "never"], "lpa_e2e", ["epoch", "batch"]),
+    (["--topology", "hourglass"], "topology", ["cascade", "ancre"]),
     (["--epochs", "-1"], "epochs", []),
     (["--epochs", "0"], "epochs", []),
     (["--epochs", "abc"], "epochs", []),
@@ -86,10 +89,12 @@ def test_help_lists_every_key(capsys):
     with pytest.raises(SystemExit) as e:
         main(["train", "--help"])
     assert e.value.code == 0
-    out = capsys.readouterr().out
-    for key in ("--out", "--config", "--ckpt-dir", "--paradigm", "--adaptive_alpha", "--lpa_e2e", "--ckpt_every_s"):
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for key in ("--out", "--config", "--ckpt-dir"):
         assert key in out
-    assert "default 100" in out  # epochs, with its default
+    for f in fields(TrainConfig):  # every config key, with its default
+        default = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
+        assert f"--{f.name} (default {default})" in out
 
 
 # --- 6. output files ------------------------------------------------------------------------------------------------
@@ -106,9 +111,11 @@ def job(tmp_path_factory):
     return tmp, out, r
 
 
-def test_outputs_and_nothing_else_in_out(job):
+def test_outputs_and_no_checkpoint_or_temp_file_in_out(job):
     tmp, out, r = job
-    assert sorted(p.name for p in out.iterdir()) == ["grid.npz", "history.csv", "layerwise.csv", "run.json", "summary.csv"]
+    names = {p.name for p in out.iterdir()}
+    assert {"grid.npz", "history.csv", "layerwise.csv", "run.json", "summary.csv"} <= names
+    assert not [n for n in names if n.endswith(".pt") or n.startswith(".") or "tmp" in n], names
     assert "done: 4 ok, 0 diverged" in r.stderr
 
 
@@ -167,6 +174,13 @@ def test_grid_npz(job):
     assert g["truth"].shape == (4, 8, 8) and g["axis"].shape == (8,)
     assert list(g["datasets"]) == ["saddle", "saddle", "high_freq", "high_freq"] and list(g["seeds"]) == [0, 1, 0, 1]
     assert list(g["status"]) == ["ok"] * 4
+
+
+def test_coeffs_csv(job):
+    c = pd.read_csv(job[1] / "coeffs.csv")
+    assert list(c.columns) == KEYS + ["topology", "j", "i", "p"]
+    assert len(c) == 4 * (1 + 2 + 3) and set(c.topology) == {"cascade"}  # runs x shortcuts i < j <= L
+    assert (c.p == (c.i == c.j - 1).astype(float)).all()  # cascade: p_ij = [i = j-1]
 
 
 # --- 7. divergence --------------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The training core: which parameters each paradigm updates (bit for bit), how many steps it takes, Adaptive LPA's
 stopping rule, the model's depth interface, the run-stacked optimizer, vectorised runs vs single runs, divergence
 and resume after a kill. Everything runs on tiny CPU problems (200 points, a few epochs)."""
+import json
 import math
 import os
 import signal
@@ -97,7 +98,7 @@ def warm_context(decoupled=True, weight_decay=0.1, **kw):
     ctx = Context(make_cfg(weight_decay=weight_decay, **kw))
     ctx.opt.decoupled = decoupled
     simultaneous(ctx, 0)
-    assert (ctx.opt.m != 0).float().mean() > 0.7 and (ctx.opt.b1t < 1).all()
+    assert (ctx.opt.m != 0).float().mean() > 0.5 and (ctx.opt.b1t < 1).all()
     return ctx
 
 
@@ -139,6 +140,22 @@ def test_paradigm_updates_exactly_its_active_blocks(paradigm, e2e, decoupled):
     }[paradigm, e2e]
     assert [c[0] for c in calls] == expected
     assert all(c[1] == [True] for c in calls)
+
+
+TOPOLOGIES = [("ancre", "ingoing"), ("ancre", "outgoing"), ("ancre", "none"), ("gains", "ingoing"),
+              ("all_fixed", "ingoing")]
+
+
+@pytest.mark.parametrize("topology,normalisation", TOPOLOGIES)
+def test_lpa_prefix_steps_leave_deeper_shortcut_coefficients(topology, normalisation):
+    """A block owns the shortcut coefficients into it: a prefix step at depth i leaves the coefficients of blocks > i
+    and their Adam state bit for bit (even under outgoing normalisation, where x_i depends on them)."""
+    ctx = warm_context(paradigm="lpa", topology=topology, normalisation=normalisation)
+    calls = record_steps(ctx)
+    PARADIGMS["lpa"](ctx, 0)
+    assert [c[0] for c in calls] == [P(i) for i in range(1, L + 1)] * NB + [P(L)] * NB
+    if topology != "all_fixed":
+        assert all(hasattr(b, "shortcut") and any(p is b.shortcut for p in b.parameters()) for b in ctx.model.blocks)
 
 
 def test_run_mask_leaves_other_runs_untouched():
@@ -250,8 +267,13 @@ def test_adaptive_lpa_run_alpha_is_never_reset():
 
 # --- 4. the depth interface -----------------------------------------------------------------------------------------
 
-def test_full_depth_prediction_and_features():
-    model = create_model("resmlp", [0, 1], width=6, depth=L)
+@pytest.mark.parametrize("topology,normalisation", [("cascade", "ingoing"), *TOPOLOGIES])
+def test_full_depth_prediction_and_features(topology, normalisation):
+    model = create_model("resmlp", [0, 1], width=6, depth=L, topology=topology, normalisation=normalisation)
+    if hasattr(model.blocks[-1], "shortcut"):
+        with torch.no_grad():  # coefficients away from their init, so every topology mixes for real
+            for b in model.blocks:
+                b.shortcut.add_(torch.rand(b.shortcut.shape, generator=torch.Generator().manual_seed(1)) * 0.3)
     x = torch.rand(2, 2, 33) * 2 - 1
     with torch.no_grad():
         full = model(x)
@@ -441,18 +463,17 @@ def test_checkpoint_of_another_config_is_not_resumed(tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "b/layerwise.csv"), pd.read_csv(tmp_path / "c/layerwise.csv"))
 
 
-OUTPUTS = ("layerwise.csv", "history.csv", "summary.csv", "grid.npz", "run.json")
+OUTPUTS = ("layerwise.csv", "history.csv", "summary.csv", "grid.npz", "run.json", "coeffs.csv")
 
 
 @pytest.mark.slow
 def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
     """A real `python -m lpa_core train`, SIGKILLed once its first checkpoint exists, then restarted with the same
     arguments: no output file exists after the kill, and the restarted job ends with the uninterrupted numbers."""
-    args = ["--paradigm", "lpa", "--datasets", "saddle,high_freq", "--seeds", "0,1", "--depth", "4", "--width", "6",
-            "--epochs", "25", "--n_train", "200", "--n_test", "200", "--batch_size", "50", "--grid", "8",
-            "--eval_every", "5", "--ckpt_every_s", "0"]
     cfg = make_cfg(paradigm="lpa", datasets=("saddle", "high_freq"), seeds=(0, 1), depth=4, epochs=25,
                    eval_every=5, ckpt_every_s=0)
+    args = [a for k, v in cfg.to_dict().items()  # the very same config, key by key, on the command line
+            for a in (f"--{k}", ",".join(map(str, v)) if isinstance(v, list) else str(v))]
     train(cfg, tmp_path / "ref", tmp_path / "ck_ref", log=QUIET)  # uninterrupted, in process: same CPU arithmetic
 
     out, ck = tmp_path / "out", tmp_path / "ck"
@@ -469,6 +490,7 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
     proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
     assert not any((out / name).exists() for name in OUTPUTS), "a killed job left an output that looks complete"
+    assert not out.exists() or not any(out.iterdir())  # outputs are written only at the end, each atomically
 
     again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
@@ -480,6 +502,7 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
         a, b = pd.read_csv(tmp_path / "ref" / name), pd.read_csv(out / name)
         pd.testing.assert_frame_equal(a.drop(columns="wall_s", errors="ignore"), b.drop(columns="wall_s", errors="ignore"))
     assert not list(out.glob(".*tmp*"))
+    assert json.loads((out / "run.json").read_text())["config"] == cfg.to_dict()
 
 
 # --- GPU ------------------------------------------------------------------------------------------------------------

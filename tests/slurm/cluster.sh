@@ -12,9 +12,9 @@
 # Without cgroups (containers, gVisor): proctrack/linuxproc, task/none.
 #
 # GPUs: the node offers the machine's NVIDIA GPUs as GRES gpu (type `gpu`, device files /dev/nvidiaN); without any,
-# LPA_SLURM_FAKE_GPUS (default 2) count-only GPUs of type `fake` (no devices, no CUDA_VISIBLE_DEVICES), so that
-# jobs asking for GPUs (sbatch --gpus=N / --gpus=fake:N, as the executor submits the `gpu` resource) are accepted
-# and scheduled; 0 turns that off.
+# LPA_SLURM_FAKE_GPUS (default 2) fake ones of type `fake` (stand-in device files, no CUDA), so that jobs asking
+# for GPUs (sbatch --gpus=N / --gpus=fake:N, as the executor submits the `gpu` resource) are accepted and
+# scheduled; 0 turns that off.
 #
 # Env: LPA_SLURM_DIR (state, logs, pid files; default /var/tmp/lpa-slurm), LPA_SLURM_PARTITION (default debug),
 #      LPA_SLURM_WAIT (seconds to wait for the node to turn idle; default 60), LPA_SLURM_FAKE_GPUS (default 2).
@@ -60,7 +60,7 @@ write_conf() {
         fi
     done
     mkdir -p /etc/slurm "$DIR"/{ctld,d,log}
-    # GPUs: the real ones if any, else count-only fakes
+    # GPUs: the real ones if any, else fakes
     local gres="" ngpu
     ngpu=$( (ls /dev/nvidia[0-9]* 2>/dev/null || true) | wc -l)
     { echo "$MARK"; } > "$GRES_CONF"

@@ -35,14 +35,17 @@ def rule_threads(name):
 
 
 def rule_gpus(name):
-    """GPUs per job of rule `name`: resources.<name>.gpu, or 1 when only gpu_model is given, else 0."""
+    """GPUs per job of rule `name`: resources.<name>.gpu (0: a CPU job), or 1 when only gpu_model is given."""
     spec = _rule_spec(name)
-    return int(spec.get("gpu") or (1 if spec.get("gpu_model") else 0))
+    if spec.get("gpu") is not None:
+        return int(spec["gpu"])
+    return 1 if spec.get("gpu_model") else 0
 
 
-def rule_resources(name):
-    """Snakemake resources of rule `name`, for `resources: **rule_resources(name)`."""
-    spec = _rule_spec(name)
+def rule_resources(name, **defaults):
+    """Snakemake resources of rule `name`, for `resources: **rule_resources(name)`; `defaults` (e.g. runtime=10)
+    stand in for keys that config resources.<name> leaves out."""
+    spec = {**defaults, **_rule_spec(name)}
     spec.pop("threads", None)
     base = spec.pop("runtime", None)
     gpus = rule_gpus(name)

@@ -1,0 +1,272 @@
+"""Residual topologies (lpa_core.topology): coefficient normalisation, one-hot coefficients reproduce fixed
+topologies exactly, ANCRe under LPA leaves inactive blocks and their coefficients untouched bit for bit, every
+topology trains and writes coeffs.csv, unnormalised ANCRe may diverge but is recorded, the Fig 6 heatmap."""
+import argparse
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from lpa_core.config import TrainConfig
+from lpa_core.models import create_model
+from lpa_core.paradigms import PARADIGMS, simultaneous
+from lpa_core.topology import TOPOLOGIES, add_commands, coefficients, heatmap, make_topology
+from lpa_core.train import Context, train
+
+L = 5
+NB = 4  # batches per epoch: n_train 200 / batch_size 50
+QUIET = lambda msg: None  # noqa: E731
+torch.set_num_threads(1)
+VARIANTS = [("cascade", "ingoing"), ("ancre", "ingoing"), ("ancre", "outgoing"), ("ancre", "none"),
+            ("all_fixed", "ingoing"), ("gains", "ingoing")]
+
+
+def make_cfg(**kw):
+    base = dict(datasets=("saddle",), seeds=(0,), depth=L, width=6, n_train=200, n_test=200, batch_size=50,
+                epochs=2, lr=1e-2, grid=8, eval_every=1, ckpt_every_s=1e9, topology="ancre")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def model(topology="ancre", normalisation="ingoing", seeds=(0, 1), depth=L):
+    return create_model("resmlp", list(seeds), width=6, depth=depth, topology=topology, normalisation=normalisation)
+
+
+def set_logits(m, src, tau=0.1):
+    """Logits making p one-hot on i = src(j) for every block j: 0 there, -1e4 elsewhere (exp underflows to 0)."""
+    with torch.no_grad():
+        for j, b in enumerate(m.blocks, 1):
+            b.shortcut.fill_(-1e4)
+            b.shortcut[:, src(j)] = 0.0
+
+
+def by_hand(m, x, src, coeff=None):
+    """x_j = F_j(x_{j-1}) + x_src(j) (or + sum_i coeff(j) x_i), written out with the blocks' branches."""
+    xs = [m.stem(x)]
+    for j, b in enumerate(m.blocks, 1):
+        f = b(xs[-1])
+        xs.append(f + xs[src(j)] if coeff is None else f + sum(coeff(j) * h for h in xs))
+    return xs[1:]
+
+
+def matrix(m):
+    """P[r, i, j-1] = p_ij from coefficients(), 0 where i >= j."""
+    P = torch.zeros(m.n_runs, L, L)
+    for r, j, i, p in coefficients(m):
+        P[r, i, j - 1] = p
+    return P
+
+
+# --- configuration --------------------------------------------------------------------------------------------------
+
+def test_unknown_names_and_bad_tau_are_one_line_errors():
+    with pytest.raises(ValueError, match=r"topology: unknown 'nope' \(valid: cascade, ancre, all_fixed, gains\)"):
+        make_topology("nope")
+    with pytest.raises(ValueError, match=r"topology: unknown 'x' \(valid: cascade, ancre, all_fixed, gains\)"):
+        make_cfg(topology="x")
+    with pytest.raises(ValueError, match=r"normalisation: unknown 'sideways' \(valid: ingoing, outgoing, none\)"):
+        make_cfg(normalisation="sideways")
+    with pytest.raises(ValueError, match="tau: must be > 0, got 0"):
+        make_cfg(tau=0.0)
+    assert TrainConfig().topology == "cascade" and TrainConfig().tau == 0.1 and TrainConfig().normalisation == "ingoing"
+
+
+def test_each_block_owns_its_coefficients_and_params_carry_them():
+    m = model()
+    assert [tuple(b.shortcut.shape) for b in m.blocks] == [(2, j) for j in range(1, L + 1)]
+    ids = {id(p) for p in m.params(depth=2)}
+    assert all((id(b.shortcut) in ids) == (j <= 2) for j, b in enumerate(m.blocks, 1))
+    assert all(torch.equal(b.shortcut[0], b.shortcut[1]) for b in m.blocks)  # same init in every run
+    assert [tuple(b.shortcut.shape) for b in model("gains").blocks] == [(2, 1, 1)] * L
+    assert not any("shortcut" in n for n, _ in model("cascade").named_parameters())
+    assert not any("shortcut" in n for n, _ in model("all_fixed").named_parameters())
+
+
+# --- coefficients ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("normalisation", ["ingoing", "outgoing"])
+def test_coefficients_sum_to_one(normalisation):
+    m = model(normalisation=normalisation)
+    P0 = matrix(m)
+    with torch.no_grad():
+        for b in m.blocks:
+            b.shortcut.normal_(0, 0.2)  # logits / tau of order 2: far from uniform, far from one-hot
+    P = matrix(m)
+    tri = torch.ones(L, L).triu().bool()  # i <= j-1
+    assert (P[:, ~tri] == 0).all() and (P[:, tri] > 0).all()
+    if normalisation == "ingoing":  # sum over i = 0..j-1; zero logits: uniform 1/j
+        assert torch.allclose(P.sum(1), torch.ones(2, L)) and torch.allclose(P0[0, 0, :], 1 / torch.arange(1, L + 1))
+    else:  # sum over j = i+1..L for every source i = 0..L-1; zero logits: 1/(L-i)
+        assert torch.allclose(P.sum(2), torch.ones(2, L)) and torch.allclose(P0[0, :, -1], 1 / (L - torch.arange(L)))
+
+
+@pytest.mark.parametrize("topology,normalisation", [("ancre", "ingoing"), ("ancre", "outgoing")])
+def test_one_hot_ancre_is_cascade_bit_for_bit(topology, normalisation):
+    ref, m = model("cascade"), model(topology, normalisation)
+    set_logits(m, lambda j: j - 1)
+    x = torch.rand(2, 2, 33) * 2 - 1
+    with torch.no_grad():
+        for d in (1, 3, None):
+            assert torch.equal(m(x, d), ref(x, d))
+        assert all(torch.equal(a, b) for a, b in zip(m.features(x), ref.features(x)))
+
+
+@pytest.mark.parametrize("topology,normalisation", [("ancre", "none"), ("gains", "ingoing")])
+def test_unnormalised_and_gains_start_as_cascade_bit_for_bit(topology, normalisation):
+    ref, m = model("cascade"), model(topology, normalisation)
+    x = torch.rand(2, 2, 33) * 2 - 1
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(m.features(x), ref.features(x)))
+    assert torch.equal(matrix(m), matrix(ref))
+
+
+@pytest.mark.parametrize("name,src", [("all_from_input", lambda j: 0), ("skip_two", lambda j: max(0, j - 2)),
+                                      ("mixed", lambda j: [0, 0, 1, 0, 3][j - 1])])
+def test_one_hot_ingoing_patterns_are_the_fixed_topology_bit_for_bit(name, src):
+    m = model("ancre", "ingoing")
+    set_logits(m, src)
+    x = torch.rand(2, 2, 33) * 2 - 1
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(m.features(x), by_hand(m, x, src)))
+        assert not torch.equal(m(x), model("cascade")(x))
+
+
+def test_all_fixed_is_the_uniform_mix_and_gains_scale_the_cascade():
+    x = torch.rand(2, 2, 33) * 2 - 1
+    m = model("all_fixed")
+    with torch.no_grad():
+        for a, b in zip(m.features(x), by_hand(m, x, None, coeff=lambda j: 1 / j)):
+            assert torch.allclose(a, b, rtol=1e-6, atol=1e-6)
+        g = model("gains")
+        for j, b in enumerate(g.blocks, 1):
+            b.shortcut.fill_(0.5 * j)
+        xs = [g.stem(x)]
+        for j, b in enumerate(g.blocks, 1):
+            xs.append(b(xs[-1]) + 0.5 * j * xs[-1])
+        for a, b in zip(g.features(x), xs[1:]):
+            assert torch.allclose(a, b, rtol=1e-6, atol=1e-6)
+    assert [p for _, j, i, p in coefficients(g) if i == j - 1][:L] == [0.5 * j for j in range(1, L + 1)]
+
+
+# --- the inactive-block guarantee -----------------------------------------------------------------------------------
+
+def snapshot(ctx):
+    """{block j: [values, m, v, b1t, b2t]} over all of block j's parameters (branch and coefficients), cloned."""
+    snap = {}
+    for j, b in enumerate(ctx.model.blocks, 1):
+        ps = list(b.parameters())
+        vals = torch.cat([p.detach().reshape(ctx.n_runs, -1) for p in ps], dim=1).clone()
+        state = [torch.cat([getattr(ctx.opt, k)[:, slice(*ctx.opt.slices[p])] for p in ps], dim=1).clone()
+                 for k in ("m", "v", "b1t", "b2t")]
+        snap[j] = [vals, *state, b.shortcut.detach().clone()]
+    return snap
+
+
+@pytest.mark.parametrize("normalisation", ["ingoing", "outgoing", "none"])
+@pytest.mark.parametrize("decoupled", [True, False])
+def test_lpa_prefix_steps_leave_deeper_blocks_and_their_coefficients_bit_for_bit(normalisation, decoupled):
+    ctx = Context(make_cfg(normalisation=normalisation, weight_decay=0.1, paradigm="lpa"))
+    ctx.opt.decoupled = decoupled
+    simultaneous(ctx, 0)  # warm: Adam moments and step counts non-zero everywhere, coefficients off their init
+    assert (ctx.opt.b1t < 1).all()
+    orig, seen = ctx.step, []
+
+    def step(losses, params, runs=None):
+        ids = {id(p) for p in params}
+        d = max(j for j, b in enumerate(ctx.model.blocks, 1) if id(b.shortcut) in ids)
+        before = snapshot(ctx)
+        orig(losses, params, runs)
+        after = snapshot(ctx)
+        for j in range(1, L + 1):
+            same = all(torch.equal(a, b) for a, b in zip(before[j], after[j]))
+            assert same == (j > d), f"block {j} {'changed' if same is False else 'did not change'} in a step at depth {d}"
+            if j <= d and (j > 1 or normalisation != "ingoing"):  # block 1's ingoing logit has zero gradient
+                assert not torch.equal(before[j][-1], after[j][-1]), f"coefficients of block {j} did not move"
+        seen.append(d)
+    ctx.step = step
+    PARADIGMS["lpa"](ctx, 0)
+    assert seen == list(range(1, L + 1)) * NB + [L] * NB
+
+
+# --- training writes coeffs.csv -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("topology,normalisation", VARIANTS)
+def test_training_writes_coeffs_csv(tmp_path, topology, normalisation):
+    cfg = make_cfg(topology=topology, normalisation=normalisation, seeds=(0, 1), paradigm="lpa", depth=4)
+    status = train(cfg, tmp_path / "out", tmp_path / "ck", log=QUIET)
+    c = pd.read_csv(tmp_path / "out/coeffs.csv")
+    assert list(c.columns) == ["exp", "dataset", "arch", "paradigm", "seed", "topology", "j", "i", "p"]
+    assert len(c) == 2 * 4 * 5 // 2 and (c.topology == topology).all() and (c.i < c.j).all()
+    ok = c[c.seed.isin([seed for seed, st in zip((0, 1), status) if st == "ok"])]
+    if topology == "cascade":
+        assert (ok.p == (ok.i == ok.j - 1)).all()
+    elif topology == "all_fixed":
+        assert (ok.p - 1 / ok.j).abs().max() < 1e-7
+    elif topology == "gains":
+        assert (ok[ok.i < ok.j - 1].p == 0).all() and (ok[ok.i == ok.j - 1].p != 1).all()  # learnt, moved off 1
+    elif normalisation == "ingoing":
+        assert ok.groupby(["seed", "j"]).p.sum().sub(1).abs().max() < 1e-5
+    elif normalisation == "outgoing":
+        assert ok.groupby(["seed", "i"]).p.sum().sub(1).abs().max() < 1e-5
+    if topology == "ancre" and normalisation != "none":
+        assert status == ["ok", "ok"]
+        assert ok.groupby(["seed", "j"]).p.nunique().max() > 1  # learnt: no longer uniform
+
+
+def test_params_per_run_counts_the_coefficients(tmp_path):
+    for topology, extra in (("cascade", 0), ("ancre", 4 * 5 // 2), ("gains", 4)):
+        train(make_cfg(topology=topology, depth=4, epochs=1), tmp_path / topology, tmp_path / f"ck_{topology}", log=QUIET)
+        s = pd.read_csv(tmp_path / topology / "summary.csv")
+        assert s.params_per_run.tolist() == [2 * 6 + 6 + 4 * (2 * (6 * 6 + 6)) + 6 + 1 + extra]
+
+
+def test_unnormalised_ancre_that_blows_up_is_recorded_diverged(tmp_path):
+    cfg = make_cfg(normalisation="none", seeds=(0, 1), lr=1e6, paradigm="lpa", depth=4)
+    status = train(cfg, tmp_path / "out", tmp_path / "ck", log=QUIET)
+    assert status == ["diverged", "diverged"]
+    assert pd.read_csv(tmp_path / "out/summary.csv").status.tolist() == ["diverged"] * 2
+    assert pd.read_csv(tmp_path / "out/coeffs.csv").p.isna().all()
+
+
+# --- Fig 6 ----------------------------------------------------------------------------------------------------------
+
+def test_heatmap_from_coeffs_csv_through_its_subcommand(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    rows = []
+    for topo, dataset in (("ancre", "saddle"), ("cascade", "saddle"), ("ancre", "high_freq")):
+        m = model("ancre" if topo == "ancre" else "cascade", seeds=(0, 1))
+        if topo == "ancre":
+            with torch.no_grad():
+                for b in m.blocks:
+                    b.shortcut.normal_(0, 0.3)
+        rows += [["e", dataset, "resmlp", "lpa", r, topo, j, i, p if r == 0 or dataset == "saddle" else math.nan]
+                 for r, j, i, p in coefficients(m)]
+    for k, part in enumerate((rows[:60], rows[60:])):
+        d = tmp_path / f"run{k}"
+        d.mkdir()
+        pd.DataFrame(part, columns=["exp", "dataset", "arch", "paradigm", "seed", "topology", "j", "i", "p"]) \
+            .to_csv(d / "coeffs.csv", index=False)
+    p = argparse.ArgumentParser()
+    add_commands(p.add_subparsers(dest="cmd"))
+    args = p.parse_args(["coeff-heatmap", "--runs", str(tmp_path / "run0"), str(tmp_path / "run1"),
+                         "--out", str(tmp_path / "fig6.png")])
+    args.func(args)
+    png = (tmp_path / "fig6.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    with pytest.raises(FileNotFoundError, match="runs: no coeffs.csv at"):
+        heatmap([tmp_path / "nowhere"], tmp_path / "x.png")
+
+
+def test_topology_registry_matches_the_schema():
+    from pathlib import Path
+
+    import yaml
+
+    schema = yaml.safe_load((Path(__file__).resolve().parent.parent / "workflow/schemas/config.schema.yaml").read_text())
+    props = schema["$defs"]["train"]["properties"]
+    assert props["topology"]["enum"] == list(TOPOLOGIES)
+    assert props["normalisation"]["enum"] == ["ingoing", "outgoing", "none"]
+    assert props["tau"]["exclusiveMinimum"] == 0
