@@ -7,10 +7,10 @@ A residual stack (lpa_core.models.ResidualStack) owns its shortcuts: x_0 = stem(
 where F_j is block j's residual branch and the topology (TrainConfig.topology) fixes the coefficients p_ij:
 
   cascade    p_ij = [i = j-1]: standard residuals, nothing learnable (the default; today's numbers bit for bit)
-  ancre      every shortcut i->j (0 <= i < j <= L) has a learnable logit c_ij (ANCRe, Sec 4.1), and
-               normalisation=ingoing  (default, Eq. 7-8)  p_ij = softmax over i=0..j-1   of c_ij / tau   (sum_i p_ij = 1)
-               normalisation=outgoing (Eq. 6)             p_ij = softmax over j=i+1..L   of c_ij / tau   (sum_j p_ij = 1)
-               normalisation=none     (Table 4 'None')    p_ij = c_ij, unnormalised (tau unused)
+  ancre      every shortcut i->j (0 <= i < j <= L) has a learnable logit c_ij (ANCRe, Sec 4.1); by normalisation
+               ingoing  (default, Eq. 7-8)  p_ij = softmax over i = 0..j-1 of c_ij / tau  (sum_i p_ij = 1)
+               outgoing (Eq. 6)             p_ij = softmax over j = i+1..L of c_ij / tau  (sum_j p_ij = 1)
+               none     (Table 4 'None')    p_ij = c_ij, unnormalised (tau unused)
   all_fixed  p_ij = 1/j for every i < j, nothing learnable (Table 5, 'all i:j, not learnable')
   gains      p_ij = g_j [i = j-1], a learnable scalar gain per block, init 1 (Table 5, 'learnable cascade')
 
@@ -32,7 +32,7 @@ x_j = x_{j-1} + F_j(x_{j-1}) + sum_i p_ij x_i (the cascaded shortcut effectively
 the paper, where the mix replaces the cascade (Sec 4.1: 'if some p_ij = 1, the construction reduces to adding a
 standard residual connection between layers i and j'; Sec 5.3: 'after removing the original cascaded residual
 connections'), so one-hot coefficients give back a fixed topology exactly. Their code's default temperature is
-1e-2 (LLM and RL scripts; 1e-1 for DiT); the paper's 0.1 is ours (TrainConfig.tau).
+1e-2 (ANCReConfig, LLM and RL defaults; the README's DiT command passes 1e-1); the paper's 0.1 is ours (cfg.tau).
 """
 import math
 from pathlib import Path
@@ -201,8 +201,7 @@ def heatmap(csv_paths, out_png, floor=-10.0):
     cols = min(n, 4)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("0.85")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="0.85")
     im = None
     for k, (ax, ((exp, arch, par, topo, ds), M, upper, n_ok, n_seeds)) in enumerate(zip(axes.flat, panels)):
         L = M.shape[0]

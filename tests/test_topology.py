@@ -180,7 +180,7 @@ def test_lpa_prefix_steps_leave_deeper_blocks_and_their_coefficients_bit_for_bit
         after = snapshot(ctx)
         for j in range(1, L + 1):
             same = all(torch.equal(a, b) for a, b in zip(before[j], after[j]))
-            assert same == (j > d), f"block {j} {'changed' if same is False else 'did not change'} in a step at depth {d}"
+            assert same == (j > d), f"block {j}: changed={not same} after a step at depth {d}"
             if j <= d and (j > 1 or normalisation != "ingoing"):  # block 1's ingoing logit has zero gradient
                 assert not torch.equal(before[j][-1], after[j][-1]), f"coefficients of block {j} did not move"
         seen.append(d)
@@ -216,8 +216,9 @@ def test_training_writes_coeffs_csv(tmp_path, topology, normalisation):
 
 def test_params_per_run_counts_the_coefficients(tmp_path):
     for topology, extra in (("cascade", 0), ("ancre", 4 * 5 // 2), ("gains", 4)):
-        train(make_cfg(topology=topology, depth=4, epochs=1), tmp_path / topology, tmp_path / f"ck_{topology}", log=QUIET)
-        s = pd.read_csv(tmp_path / topology / "summary.csv")
+        out = tmp_path / topology
+        train(make_cfg(topology=topology, depth=4, epochs=1), out, tmp_path / f"ck_{topology}", log=QUIET)
+        s = pd.read_csv(out / "summary.csv")
         assert s.params_per_run.tolist() == [2 * 6 + 6 + 4 * (2 * (6 * 6 + 6)) + 6 + 1 + extra]
 
 
@@ -265,7 +266,8 @@ def test_topology_registry_matches_the_schema():
 
     import yaml
 
-    schema = yaml.safe_load((Path(__file__).resolve().parent.parent / "workflow/schemas/config.schema.yaml").read_text())
+    root = Path(__file__).resolve().parent.parent
+    schema = yaml.safe_load((root / "workflow/schemas/config.schema.yaml").read_text())
     props = schema["$defs"]["train"]["properties"]
     assert props["topology"]["enum"] == list(TOPOLOGIES)
     assert props["normalisation"]["enum"] == ["ingoing", "outgoing", "none"]

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def workdir(tmp_path, edit=None):
     """A copy of the workflow in tmp_path, its config edited by `edit(cfg)`."""
-    for name in ("Snakefile", "workflow", "config", "profiles"):
+    for name in ("Snakefile", "workflow", "config", "profiles", "environment.yml"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
     cfg = yaml.safe_load((tmp_path / "config/config.yaml").read_text())
@@ -25,7 +25,7 @@ def workdir(tmp_path, edit=None):
 
 
 def snakemake(wd, *args):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     exe = Path(sys.executable).with_name("snakemake")
     return subprocess.run([str(exe), *args], cwd=wd, env=env, capture_output=True, text=True, timeout=600)
 

@@ -27,10 +27,9 @@ rule ancre_case:
         args=ANCRE_CASE_ARGS,
     log:
         f"logs/{SCALE}/ancre_case.log",
-    threads: 1
+    threads: rule_threads("ancre_case")
     resources:
-        runtime=config.get("resources", {}).get("ancre_case", {}).get("runtime", 10),
-        mem_mb=config.get("resources", {}).get("ancre_case", {}).get("mem_mb", 1000),
+        **rule_resources("ancre_case", runtime=10, mem_mb=1000),
     conda:
         "../../environment.yml"
     shell:

@@ -10,19 +10,20 @@ rule train_surfaces:
         grid=f"{RUNS}/table1/{{arch}}/{{paradigm}}/grid.npz",
         run=f"{RUNS}/table1/{{arch}}/{{paradigm}}/run.json",
     params:
-        args=lambda w: train_args("table1", w.arch, w.paradigm),
+        args=lambda w: train_args("table1", w.arch, w.paradigm)
+        + (" --device cuda" if rule_gpus("train_surfaces") and "device" not in config["table1"]["train"] else ""),
         out=lambda w, output: os.path.dirname(output.layerwise),
         ckpt=lambda w: f"checkpoints/{SCALE}/table1/{w.arch}/{w.paradigm}",
     log:
         f"logs/{SCALE}/table1/{{arch}}/{{paradigm}}.log",
-    threads: 1
+    threads: rule_threads("train_surfaces")
     resources:
-        runtime=config["resources"]["train_surfaces"]["runtime"],
-        mem_mb=config["resources"]["train_surfaces"]["mem_mb"],
+        **rule_resources("train_surfaces"),
     conda:
         "../../environment.yml"
     shell:
-        "python -m lpa_core train {params.args} --threads {threads} --out {params.out} --ckpt-dir {params.ckpt} > {log} 2>&1"
+        gpu_claim("train_surfaces")
+        + "python -m lpa_core train {params.args} --threads {threads} --out {params.out} --ckpt-dir {params.ckpt} > {log} 2>&1"
 
 
 SURF_DIRS = [run_dir("table1", SURF["arch"], p) for p in SURF["paradigms"]]

@@ -1,0 +1,104 @@
+"""Regenerating tables, figures and the report from cached runs, without training (README: "Regenerate from cache").
+
+A fresh `git clone` that carries results/runs/ (committed, as the repository does) rebuilds results/tables,
+figures/ and results/report.html with the documented command, and schedules no training job: `--rerun-triggers
+mtime` keeps a changed config or rule from re-running a job whose outputs exist (Snakemake's default would re-train
+on a params change), and `--forcerun` rebuilds the aggregation rules even where their outputs look up to date.
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_workflow import ROOT, tiny  # noqa: E402
+
+# The documented command (README, workflow/rules/report.smk), less --cores.
+REGENERATE = ["--rerun-triggers", "mtime", "--forcerun", "table1", "figures", "report"]
+AGGREGATE = {"all", "table1", "figures", "report"}  # the only rules a regeneration may run
+PROJECT = ["Snakefile", "workflow", "config", "profiles", "lpa_core", "environment.yml", "pyproject.toml", ".gitignore"]
+
+
+def small(cfg):
+    """The tiny edit of tests/test_workflow.py, cut to two one-dataset jobs and one ANCRé seed."""
+    tiny(cfg)
+    cfg["table1"].update(datasets=["saddle"], paradigms=["simultaneous", "lpa"])
+    cfg["scales"]["quick"]["table1"]["seeds"] = [0]
+    if "ancre_case" in cfg:
+        cfg["scales"]["quick"].setdefault("ancre_case", {})["seeds"] = [0]
+
+
+def run(cmd, cwd, **kw):
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600, **kw)
+    assert r.returncode == 0, f"{' '.join(map(str, cmd))}\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
+    return r
+
+
+def snakemake(wd, *args):
+    """snakemake in wd; its jobs run this interpreter on wd's own lpa_core (a clone uses its own code)."""
+    bindir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PYTHONPATH": str(wd), "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+    return run([os.path.join(bindir, "snakemake"), *args, "--config", "scale=quick"], wd, env=env)
+
+
+def scheduled(dry_run_stdout):
+    """{rule: job count} from a dry run's job stats table."""
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", dry_run_stdout, re.M) if m[1] != "total"}
+
+
+def git(wd, *args):
+    return run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main", *args], wd)
+
+
+@pytest.mark.slow
+def test_regenerate_from_cached_runs_trains_nothing(tmp_path):
+    # a repository whose history carries cached runs, tables and figures of a tiny quick-scale reproduction
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in PROJECT:
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(
+            ROOT / name, src / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if (ROOT / name).is_dir() else {}))
+    cfg = yaml.safe_load((src / "config/config.yaml").read_text())
+    small(cfg)
+    (src / "config/config.yaml").write_text(yaml.safe_dump(cfg))
+    snakemake(src, "--cores", "2")
+    runs = sorted(p for p in (src / "results/runs").rglob("*") if p.is_file())
+    assert runs and any(p.name == "grid.npz" for p in runs)
+    git(src, "init", "-q")
+    git(src, "add", "-A")
+    git(src, "commit", "-q", "-m", "cached runs")
+
+    # Snakemake's default triggers would re-train here: a changed training key is a params change
+    changed = yaml.safe_load((src / "config/config.yaml").read_text())
+    changed["table1"]["train"]["lr"] = 0.02
+    (src / "config/config.yaml").write_text(yaml.safe_dump(changed))
+    assert "train_surfaces" in scheduled(snakemake(src, "-n").stdout)
+    assert "train_surfaces" not in scheduled(snakemake(src, "-n", *REGENERATE).stdout)
+
+    # a fresh clone: no .snakemake metadata, every file's mtime the checkout's
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(src), str(clone)], tmp_path)
+    outputs = [clone / "results/report.html", *sorted((clone / "results/tables").glob("table1.*")),
+               *sorted((clone / "figures").glob("fig*.png"))]
+    cached = sorted(p for p in (clone / "results/runs").rglob("*") if p.is_file())
+    assert [p.relative_to(clone) for p in cached] == [p.relative_to(src) for p in runs]
+    assert all(p.is_file() for p in outputs), [str(p) for p in outputs if not p.is_file()]
+    before = {p: p.stat().st_mtime_ns for p in [*outputs, *cached]}
+
+    jobs = scheduled(snakemake(clone, "-n", *REGENERATE).stdout)
+    assert "train_surfaces" not in jobs and set(jobs) <= AGGREGATE, jobs
+    assert {"table1", "figures", "report"} <= set(jobs), jobs
+
+    snakemake(clone, "--cores", "2", *REGENERATE)
+    for p in outputs:  # rebuilt
+        assert p.stat().st_size > 0 and p.stat().st_mtime_ns > before[p], p
+    for p in cached:  # untouched: nothing trained
+        assert p.stat().st_mtime_ns == before[p], p
+    page = (clone / "results/report.html").read_text()
+    assert "Table 1" in page and "data:image/png;base64," in page
+    assert not (clone / "checkpoints").exists()  # no training job ever started
