@@ -12,6 +12,7 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/resources.smk"
 include: "workflow/rules/surfaces.smk"
+include: "workflow/rules/ancre.smk"
 include: "workflow/rules/ancre_case.smk"
 
 
@@ -19,5 +20,6 @@ rule all:
     input:
         rules.table1.output,
         rules.figures.output,
+        rules.ancre_table.output,
         rules.ancre_case.output,
     default_target: True

@@ -35,6 +35,7 @@ REPRODUCED, NOT_REPRODUCED, NOT_RUN = "reproduced", "not reproduced", "not yet r
 LOWER_BETTER = {"mse", "mae", "test_loss", "val_ppl", "fid50k", "sfid"}
 HIGHER_BETTER = {"test_acc_pct", "inception_score", "precision_pct", "recall_pct"}
 TIDY = ["dataset", "arch", "paradigm", "metric", "mean"]  # the columns of a tidy table (report.table1's format)
+KNOWN = {*TIDY, "std", "n_seeds", "n_diverged", "paper_value", "paper_text", "paper_num"}
 
 
 class NotRun(Exception):
@@ -112,6 +113,11 @@ class Ctx:
         self.figures = sorted(files_under(figures, {".png"}), key=figure_order)
         self.runs = [Run(f.parent, json.loads(f.read_text()))
                      for f in files_under(runs, {".json"}) if f.name == "run.json"]
+        for exp in {r.exp for r in self.runs}:
+            scales = sorted({r.scale for r in self.runs if r.exp == exp})
+            if len(scales) > 1:  # a table is built from one scale's runs: mixing them would mix provenance and seeds
+                raise ValueError(f"runs: experiment '{exp}' has runs of several scales ({', '.join(scales)}); pass "
+                                 "the run folders of one scale (results/runs/<scale>)")
         self.paper = pd.read_csv(paper, dtype=str, keep_default_na=False) if paper else pd.DataFrame(
             columns=["source", "table", "dataset", "arch", "paradigm", "depth", "metric", "value", "note"])
         self._cache, self.used = {}, []
@@ -135,7 +141,9 @@ class Ctx:
         return json.loads(self.tables[name].read_text())
 
     def runs_of(self, exp, paradigm=None):
-        return [r for r in self.runs if r.exp == exp and (paradigm is None or r.paradigm == paradigm)]
+        """Runs of experiment `exp` (run.json config.exp `exp` or `exp_<label>`), of one paradigm if given."""
+        return [r for r in self.runs if (r.exp == exp or r.exp.startswith(exp + "_"))
+                and (paradigm is None or r.paradigm == paradigm)]
 
     def layerwise(self, exp, paradigm):
         """layerwise.csv of the `exp` runs of one paradigm (raises NotRun without one)."""
@@ -259,8 +267,11 @@ def render_tidy(df, spec, ctx):
             best = vals.groupby(t.dataset).min() if metric in LOWER_BETTER else vals[np.isfinite(vals)].groupby(t.dataset).max()
         arrow = " ↓" if metric in LOWER_BETTER else " ↑" if metric in HIGHER_BETTER else ""
         rows = []
-        for (arch, par), g in t.groupby(["arch", "paradigm"], sort=False):
-            cells = [esc(par) + (f"<br><span class=s>{esc(arch)}</span>" if t.arch.nunique() > 1 else "")]
+        extra = [c for c in t.columns if c not in KNOWN and not pd.api.types.is_numeric_dtype(t[c])]  # e.g. topology
+        for key, g in t.groupby(["arch", "paradigm", *extra], sort=False):
+            arch, par, rest = key[0], key[1], key[2:]
+            cells = [esc(" / ".join(map(str, [par, *rest])))
+                     + (f"<br><span class=s>{esc(arch)}</span>" if t.arch.nunique() > 1 else "")]
             for ds in datasets:
                 r = g[g.dataset == ds]
                 if r.empty:
@@ -286,7 +297,7 @@ def render_tidy(df, spec, ctx):
         n = sorted(set(t.n_seeds.astype(int))) if "n_seeds" in t else []
         title = "Adaptive LPA: effective depth (blocks kept)" if metric == "effective_depth" else f"{metric.upper()}{arrow}"
         out.append(f"<h4>{esc(title)} <span class=s>(mean over {'/'.join(map(str, n)) or '?'} seeds)</span></h4>"
-                   + table_html(["paradigm"] + [esc(d) for d in datasets], rows, cls="num"))
+                   + table_html([esc(" / ".join(["paradigm", *extra]))] + [esc(d) for d in datasets], rows, cls="num"))
     return "\n".join(out)
 
 
@@ -325,6 +336,9 @@ TABLES = [
               "LPA paper, Table 1 (Sec. 5.1)", render_tidy, exp="table1"),
     TableSpec("ancre_case_summary.csv", "Case Study 3.1: convergence of deep linear nets under residual topologies",
               "ANCRé paper, Fig. 2 and Theorems 3.2, 3.3", render_ancre, sidecar="ancre_case.json"),
+    TableSpec("ancre.csv", "ANCRé topologies on the residual MLP (surfaces): final-depth test error",
+              "ANCRé paper, Tables 2, 4, 5 (its ablations, run here on the surfaces; the paper's numbers are LLaMA's)",
+              render_tidy, exp="ancre"),
     TableSpec("table2.csv", "Table 2: ResNet-18/34 and ViT-12/24 on CIFAR-10, CIFAR-100, Fashion-MNIST",
               "LPA paper, Table 2 (Sec. 5.2)", render_tidy, exp="table2", paper=(LPA, "table2")),
     TableSpec("table3.csv", "Table 3: Adaptive LPA on a 24-layer ViT", "LPA paper, Table 3 (Sec. 5.3)", render_tidy,
@@ -423,7 +437,7 @@ def average_ratios(ctx):
             paper_r = float(np.mean([pv.at[d, base] / pv.at[d, "lpa"] for d in ds]))
             ok = ours_r >= paper_r / 3
             fails += [] if ok else [f"{metric} vs {base}"]
-            rows.append((metric, esc(base), f"{fmt(ours_r, 3)}×", f"{fmt(paper_r, 3)}×",
+            rows.append((metric, esc(base), f"{fmt(ours_r, 4)}×", f"{fmt(paper_r, 4)}×",
                          esc(quoted.get(f"{metric}_ratio_vs_{base}", "–")) + "×", len(ds), mark(ok)))
     ev = table_html(["metric", "baseline / LPA", "ours", "paper, same surfaces", "paper quoted (6 surfaces)",
                      "surfaces", ""], rows)

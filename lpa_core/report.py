@@ -121,6 +121,77 @@ def table1_cmd(args):
 
 
 ########################################################################################################################
+# ANCRé table: topology variants on the residual MLP, with the ANCRé paper's LLaMA numbers as a reference only
+
+ANCRE_SOURCE = "004_04e12b449531c5d6.txt"
+# variant -> (ANCRé paper table, paradigm label there): the language-model result each surface ablation mirrors
+ANCRE_REFERENCE = {"cascade": ("table2", "cascade"), "ancre": ("table4", "ancre_norm_ingoing"),
+                   "ancre_outgoing": ("table4", "ancre_norm_outgoing"), "ancre_none": ("table4", "ancre_norm_none"),
+                   "all_fixed": ("table5", "all_fixed_1_over_j"), "gains": ("table5", "learnable_cascade")}
+
+
+def ancre_table(dirs, paper_csv):
+    """Tidy: dataset, arch, paradigm, topology, metric, mean, std, n_seeds, n_diverged (final-depth test error)."""
+    lw = read_runs(dirs, "layerwise.csv")
+    lw["topology"] = lw.exp.str.removeprefix("ancre_")
+    final = lw[lw.depth == lw.depth.max()].assign(ok=lambda d: d.status == "ok")
+    keys = ["dataset", "arch", "paradigm", "topology", "metric"]
+    tab = final.groupby(keys, sort=False).apply(lambda g: pd.Series({
+        "mean": g.value[g.ok].mean(), "std": g.value[g.ok].std(), "n_seeds": int(g.ok.sum()),
+        "n_diverged": int((~g.ok).sum())}), include_groups=False).reset_index()
+    paper = pd.read_csv(paper_csv, dtype=str)
+    paper = paper[paper.source == ANCRE_SOURCE]
+    ref = [{"topology": v, "model": r.arch, "paper_table": t, "val_ppl": r.value}
+           for v, (t, label) in ANCRE_REFERENCE.items()
+           for r in paper[(paper.table == t) & (paper.paradigm == label) & paper.arch.isin(["llama130m", "llama350m"])].itertuples()]
+    return tab.astype({"n_seeds": int, "n_diverged": int}), pd.DataFrame(ref), provenance(dirs)
+
+
+def ancre_markdown(tab, ref, prov):
+    cfg = prov["config"]
+    lines = ["# ANCRé topologies on the residual MLP (surfaces): final-depth test MSE", "",
+             f"Mean ± std over seeds {cfg['seeds']}; {cfg['epochs']} epochs, Adam lr {cfg['lr']}, tau {cfg['tau']}; the "
+             "training recipe of Table 1. Variants: `cascade` (standard residuals), `ancre` (all shortcuts, learnable, "
+             "ingoing softmax), `ancre_outgoing`, `ancre_none` (unnormalised: the paper's Table 4 ablation), `all_fixed` "
+             "(all shortcuts, fixed 1/j: Table 5), `gains` (learnable gains on the cascade only: Table 5). "
+             "**Bold**: best mean per column within a paradigm.", "",
+             f"Made by `python -m lpa_core ancre-table`; commit(s) {', '.join(prov['commits'])}; hardware "
+             f"{'; '.join(prov['hardware'])}; runs {prov['start']} .. {prov['end']}.", ""]
+    t = tab[tab.metric == "mse"]
+    datasets = list(dict.fromkeys(t.dataset))
+    for par, g in t.groupby("paradigm", sort=False):
+        best = g[g.n_seeds > 0].groupby("dataset")["mean"].min()
+        lines += [f"## {par}", "", "| topology | " + " | ".join(datasets) + " |", "|---" * (len(datasets) + 1) + "|"]
+        for topo, h in g.groupby("topology", sort=False):
+            cells = []
+            for d in datasets:
+                row = h[h.dataset == d].iloc[0]
+                c = cell(row, "{:.2e}")
+                cells.append(f"**{c}**" if row.n_seeds > 0 and row["mean"] == best[d] else c)
+            lines.append(f"| {topo} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if not ref.empty:
+        wide = ref.pivot_table(index="topology", columns="model", values="val_ppl", aggfunc="first").reindex(
+            [v for v in ANCRE_REFERENCE if v in set(ref.topology)])
+        lines += ["## Reference only: the ANCRé paper's LLaMA validation perplexity on C4 (not re-run here)", "",
+                  "The paper's numbers for the language models its ablations were run on (Tables 2, 4, 5), beside the "
+                  "surface-scale variant that mirrors each; they are what these runs are read against, not what they "
+                  "reproduce.", "", "| topology | " + " | ".join(wide.columns) + " |", "|---" * (len(wide.columns) + 1) + "|"]
+        lines += [f"| {v} | " + " | ".join(str(x) for x in row) + " |" for v, row in wide.iterrows()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def ancre_table_cmd(args):
+    from lpa_core import io
+
+    tab, ref, prov = ancre_table(args.runs, args.paper)
+    io.write_csv(args.out_csv, list(tab.columns), tab.itertuples(index=False))
+    io._atomic(args.out_md, lambda tmp: Path(tmp).write_text(ancre_markdown(tab, ref, prov) + "\n"))
+    print(ancre_markdown(tab, ref, prov))
+
+
+########################################################################################################################
 # figures
 
 
@@ -268,6 +339,12 @@ def add_commands(sub):
     t.add_argument("--out-csv", required=True)
     t.add_argument("--out-md", required=True)
     t.set_defaults(func=table1_cmd)
+    a = sub.add_parser("ancre-table", help="ANCRé topology table (csv + md) from topology run folders")
+    a.add_argument("--runs", nargs="+", required=True, help="run folders of the ancre experiment (exp ancre_<variant>)")
+    a.add_argument("--paper", required=True, help="CSV of published numbers (shared/reference/paper_results.csv)")
+    a.add_argument("--out-csv", required=True)
+    a.add_argument("--out-md", required=True)
+    a.set_defaults(func=ancre_table_cmd)
     f = sub.add_parser("figures", help="Figures 2, 3, 8 and training curves from surface run folders")
     f.add_argument("--runs", nargs="+", required=True, help="run folders (each with grid.npz, layerwise.csv, history.csv)")
     f.add_argument("--outdir", required=True)

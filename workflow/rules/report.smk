@@ -7,21 +7,27 @@
 # (tests/test_regenerate.py checks that this schedules no training job in a fresh clone).
 
 
-# ANCRé Case Study 3.1 (workflow/rules/ancre_case.smk), when that rule is part of the workflow: its CSV and JSON
-# outputs are tables, its PNG a figure.
-ANCRE_CASE_OUT = list(rules.ancre_case.output) if workflow.is_rule("ancre_case") else []
+def _outputs_of(name):
+    """Every output of rule `name`, or nothing when the rule is not part of the workflow (its file not included)."""
+    return list(getattr(rules, name).output) if workflow.is_rule(name) else []
+
+
+# Rules whose outputs are tables (CSV, JSON sidecars) and figures (PNG) of the report, beside table1 and figures.
+REPORT_OUT = [*rules.table1.output, *rules.figures.output, *_outputs_of("ancre_case"), *_outputs_of("ancre_table")]
+REPORT_RUNS = [*SURF_DIRS, *(ANCRE_DIRS if workflow.is_rule("train_topology") else [])]
 
 
 rule report:
     input:
-        tables=[f for f in [*rules.table1.output, *ANCRE_CASE_OUT] if f.endswith((".csv", ".json"))],
-        figures=[*rules.figures.output, *[f for f in ANCRE_CASE_OUT if f.endswith(".png")]],
-        runs=[f"{d}/{name}" for d in SURF_DIRS for name in ("run.json", "layerwise.csv")],
+        tables=[f for f in REPORT_OUT if f.endswith((".csv", ".json"))],
+        figures=[f for f in REPORT_OUT if f.endswith(".png")],
+        runs=[f"{d}/run.json" for d in REPORT_RUNS],
+        layerwise=[f"{d}/layerwise.csv" for d in REPORT_RUNS],
         paper=config["paper_results"],
     output:
         html=f"{config['results']}/report.html",
     params:
-        runs=SURF_DIRS,
+        runs=REPORT_RUNS,
     log:
         "logs/report.log",
     conda:

@@ -30,12 +30,12 @@ def _rule_spec(name):
 
 
 def rule_threads(name):
-    """Threads for rule `name` (config resources.<name>.threads, default 1); Slurm: --cpus-per-task."""
+    """Threads for the jobs of `name` (config resources.<name>.threads, default 1); Slurm: --cpus-per-task."""
     return int(_rule_spec(name).get("threads", 1))
 
 
 def rule_gpus(name):
-    """GPUs per job of rule `name`: resources.<name>.gpu (0: a CPU job), or 1 when only gpu_model is given."""
+    """GPUs per job of `name`: resources.<name>.gpu (0: a CPU job), or 1 when only gpu_model is given."""
     spec = _rule_spec(name)
     if spec.get("gpu") is not None:
         return int(spec["gpu"])
@@ -43,7 +43,7 @@ def rule_gpus(name):
 
 
 def rule_resources(name, **defaults):
-    """Snakemake resources of rule `name`, for `resources: **rule_resources(name)`; `defaults` (e.g. runtime=10)
+    """Snakemake resources of `name`, for `resources: **rule_resources(name)`; `defaults` (e.g. runtime=10)
     stand in for keys that config resources.<name> leaves out."""
     spec = {**defaults, **_rule_spec(name)}
     spec.pop("threads", None)
@@ -61,7 +61,7 @@ def rule_resources(name, **defaults):
 
 
 def gpu_claim(name):
-    """Shell prefix for rule `name`: locally, give the job its own GPU(s) via CUDA_VISIBLE_DEVICES
+    """Shell prefix for `name`: locally, give the job its own GPU(s) via CUDA_VISIBLE_DEVICES
     (profiles/default/gpu_claim.sh); empty for a CPU rule; a no-op inside a Slurm job."""
     gpus = rule_gpus(name)
     if not gpus:
