@@ -1,34 +1,50 @@
 """The one training config: every key with its default, unit and meaning. Unknown keys and bad values are
-errors that name the key and list what is valid. The resolved config is saved into every run.json."""
+errors that name the key and list what is valid. The resolved config is saved into every run.json.
+
+Two tasks share it (lpa_core.train), chosen by `arch`: the surfaces (resmlp) and images (ResNets, ViTs). A key that
+only one task reads is an error when set, away from its default, for the other one (it would be ignored)."""
 from dataclasses import asdict, dataclass, fields
 
 from lpa_core.data import SURFACES
+
+SURFACE_ONLY = ("width", "depth", "activation", "topology", "tau", "normalisation", "n_train", "n_test", "domain", "grid")
+VISION_ONLY = ("data_dir", "imagenet_dir", "train_subset", "test_subset", "head", "n_embed", "precision", "workers")
 
 
 @dataclass
 class TrainConfig:
     # experiment: one run per (dataset, seed); all of them train as one vectorised model
     exp: str = "adhoc"                # experiment name, recorded in every CSV row
-    arch: str = "resmlp"              # model family (lpa_core.models.ARCHS)
-    datasets: tuple = ("high_freq",)  # surfaces (lpa_core.data.SURFACES)
-    seeds: tuple = (0,)               # one run per seed and dataset; a seed fixes data, init and batch order
+    arch: str = "resmlp"              # model: resmlp (lpa_core.models.ARCHS: surfaces) or a vision arch (lpa_core.vision_models.VISION_ARCHS: images)
+    datasets: tuple = ("high_freq",)  # surfaces (lpa_core.data.SURFACES) or images (lpa_core.images.DATASETS: one per job)
+    seeds: tuple = (0,)               # one run per seed and dataset; a seed fixes data, init and batch order (images: one seed per job)
     paradigm: str = "simultaneous"    # lpa_core.paradigms.PARADIGMS
-    # model
+    # model (surfaces; a vision arch fixes its own size)
     width: int = 10                   # residual stream and block hidden width
     depth: int = 6                    # number of residual blocks L
     activation: str = "relu"
     topology: str = "cascade"         # residual topology (lpa_core.topology): cascade, ancre, all_fixed, gains
     tau: float = 0.1                  # ancre softmax temperature (paper Eq. 8: 0.1)
     normalisation: str = "ingoing"    # ancre coefficients: ingoing (softmax over i, Eq. 7), outgoing (over j, Eq. 6), none
-    # data
+    # data (surfaces)
     n_train: int = 10_000             # points per surface (paper: 10,000 train, 10,000 test)
     n_test: int = 10_000
     domain: tuple = (-1.0, 1.0)       # inputs uniform in domain^2 (the paper does not say; our choice)
-    # optimisation (one recipe for every paradigm)
+    # images (vision archs; lpa_core.images, lpa_core.vision)
+    data_dir: str = "data"            # where image datasets are found or downloaded to: <data_dir>/cifar-10-batches-py, cifar-100-python, FashionMNIST/raw (Fashion-MNIST is also found in Debian's /usr/share/datasets/fashion-mnist)
+    imagenet_dir: str = ""            # ImageNet-1k: an ImageFolder root holding train/ and val/ (one folder per class)
+    train_subset: int = 0             # train on this many images, a fixed subset, the same for every seed (0 = all): quick runs
+    test_subset: int = 0              # evaluate on this many test images, a fixed subset (0 = all)
+    head: str = "pad"                 # ResNet shared head at a block narrower than the widest stage: pad = average pool, zero-pad channels, one linear (paper Sec 4.2); pad_norm = the same after a parameter-free LayerNorm (see lpa_core.vision_models)
+    n_embed: int = 512                # test images whose per-depth embeddings go to embeddings.npz (t-SNE, Fig. 5); 0 = none
+    precision: str = "auto"           # auto = bf16 autocast, and channels_last for ResNets, on CUDA; fp32 on CPU; fp32 = fp32 everywhere
+    workers: int = 4                  # ImageNet: DataLoader worker processes
+    # optimisation (one recipe for every paradigm; the optimizer is the family's: surfaces Adam(W), ResNet SGD
+    # with Nesterov momentum 0.9, ViT AdamW (lpa_core.vision.RECIPES has the public recipe values for images))
     epochs: int = 150                 # passes over the training set; LPA's epoch is Algorithm 1's (L+1 steps/batch)
     batch_size: int = 100             # examples per optimizer step
-    lr: float = 1e-2                  # Adam peak learning rate
-    weight_decay: float = 0.0         # decoupled (AdamW) weight decay, per step, times lr
+    lr: float = 1e-2                  # peak learning rate
+    weight_decay: float = 0.0         # surfaces, ViT: decoupled (AdamW) weight decay, per step, times lr; ResNet: SGD's L2 weight decay
     warmup_epochs: int = 0            # linear LR warm-up, then cosine decay
     final_lr_frac: float = 0.0        # cosine ends at lr * final_lr_frac
     # paradigm options
@@ -44,32 +60,51 @@ class TrainConfig:
     device: str = "cpu"
 
     def __post_init__(self):
+        from lpa_core.images import DATASETS
         from lpa_core.models import ACTIVATIONS, ARCHS
         from lpa_core.paradigms import PARADIGMS
         from lpa_core.topology import NORMALISATIONS, TOPOLOGIES
+        from lpa_core.vision_models import HEADS, VISION_ARCHS
 
         for f in fields(self):  # a YAML value of the wrong type is a one-line error, not a traceback later
             v, want = getattr(self, f.name), type(f.default)
             ok = isinstance(v, tuple) if want is tuple else not isinstance(v, bool) and isinstance(v, (int, float) if want is float else want)
             if not ok:
                 raise ValueError(f"{f.name}: expected {'a list' if want is tuple else want.__name__}, got {v!r}")
-        for key, val, valid in [("arch", [self.arch], ARCHS), ("paradigm", [self.paradigm], PARADIGMS),
-                                ("datasets", self.datasets, SURFACES), ("activation", [self.activation], ACTIVATIONS),
+        if self.arch not in ARCHS and self.arch not in VISION_ARCHS:
+            raise ValueError(f"arch: unknown '{self.arch}' (valid: {', '.join([*ARCHS, *VISION_ARCHS])})")
+        vision = self.task == "vision"
+        for key, val, valid in [("paradigm", [self.paradigm], PARADIGMS),
+                                ("datasets", self.datasets, DATASETS if vision else SURFACES), ("activation", [self.activation], ACTIVATIONS),
                                 ("lpa_e2e", [self.lpa_e2e], ("epoch", "batch")), ("adaptive_alpha", [self.adaptive_alpha], ("batch", "run")),
-                                ("topology", [self.topology], TOPOLOGIES), ("normalisation", [self.normalisation], NORMALISATIONS)]:
+                                ("topology", [self.topology], TOPOLOGIES), ("normalisation", [self.normalisation], NORMALISATIONS),
+                                ("head", [self.head], HEADS), ("precision", [self.precision], ("auto", "fp32"))]:
             for v in val:
                 if v not in valid:
                     raise ValueError(f"{key}: unknown '{v}' (valid: {', '.join(valid)})")
         for key in ("width", "depth", "n_train", "n_test", "epochs", "batch_size", "group_size", "eval_every", "grid", "threads"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key}: must be a positive integer, got {getattr(self, key)}")
-        for key in ("lr", "weight_decay", "warmup_epochs", "adaptive_warmup", "ckpt_every_s", "final_lr_frac"):
+        for key in ("lr", "weight_decay", "warmup_epochs", "adaptive_warmup", "ckpt_every_s", "final_lr_frac",
+                    "train_subset", "test_subset", "n_embed", "workers"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key}: must be >= 0, got {getattr(self, key)}")
         if not self.tau > 0:
             raise ValueError(f"tau: must be > 0, got {self.tau}")
         if not self.datasets or not self.seeds:
             raise ValueError("datasets/seeds: need at least one of each")
+        defaults = {f.name: f.default for f in fields(self)}
+        for key in VISION_ONLY if not vision else SURFACE_ONLY:
+            if getattr(self, key) != defaults[key]:
+                raise ValueError(f"{key}: applies to {'vision archs' if not vision else 'the surfaces (arch resmlp)'} "
+                                 f"only, not to arch '{self.arch}' (leave it at {defaults[key]!r})")
+        if vision and len(self.runs) != 1:
+            raise ValueError(f"datasets/seeds: a vision job trains one run (one dataset, one seed), got "
+                             f"{len(self.datasets)} dataset(s) x {len(self.seeds)} seed(s); fan out in the workflow")
+        if vision and self.head != "pad" and not self.arch.startswith("resnet"):
+            raise ValueError(f"head: '{self.head}' is for ResNets; a ViT's blocks share one width (valid: pad)")
+        if "imagenet" in self.datasets and vision and not self.imagenet_dir:
+            raise ValueError("imagenet_dir: needed for dataset imagenet (an ImageFolder root holding train/ and val/)")
         if self.paradigm == "adaptive_lpa" and self.adaptive_warmup >= self.epochs:
             raise ValueError(f"adaptive_warmup: must be < epochs ({self.epochs}), got {self.adaptive_warmup}")
 
@@ -84,6 +119,13 @@ class TrainConfig:
 
     def to_dict(self):
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @property
+    def task(self):
+        """'vision' for an image arch, else 'surfaces' (lpa_core.train.make_task)."""
+        from lpa_core.vision_models import VISION_ARCHS
+
+        return "vision" if self.arch in VISION_ARCHS else "surfaces"
 
     @property
     def runs(self):
