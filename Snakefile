@@ -14,6 +14,7 @@ include: "workflow/rules/resources.smk"
 include: "workflow/rules/surfaces.smk"
 include: "workflow/rules/ancre.smk"
 include: "workflow/rules/ancre_case.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
@@ -22,4 +23,5 @@ rule all:
         rules.figures.output,
         rules.ancre_table.output,
         rules.ancre_case.output,
+        rules.report.output,
     default_target: True

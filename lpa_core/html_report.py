@@ -22,7 +22,7 @@ import json
 import math
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -618,6 +618,56 @@ def ancre_on_par(ctx):
     return (NOT_REPRODUCED, f"Fails at {', '.join(fails)}." + ev) if fails else (REPRODUCED, "Linear and on par at K = 3 and 4." + ev)
 
 
+def topology_cells(ctx, metric="mse"):
+    """(paradigm, dataset) x topology means of ancre.csv (inf where every run diverged), and the rows."""
+    t = ctx.table("ancre.csv")
+    if "topology" not in t.columns:
+        raise NotRun("ancre.csv has no topology column")
+    t = t[t.metric == metric]
+    t = t.assign(v=t.apply(ours, axis=1))
+    return t.pivot_table(index=["paradigm", "dataset"], columns="topology", values="v", aggfunc="first", sort=False), t
+
+
+def topology_beats(winner, loser):
+    """Shared check: topology variant `winner` has a lower mean test MSE than `loser` in every (paradigm, surface)."""
+    def check(ctx):
+        m, _ = topology_cells(ctx)
+        missing = [v for v in (winner, loser) if v not in m.columns]
+        if missing:
+            raise NotRun(f"no {', '.join(missing)} runs in ancre.csv")
+        rows, fails = [], []
+        for (par, ds), r in m.iterrows():
+            if pd.isna(r[winner]) or pd.isna(r[loser]):
+                continue
+            ok = math.isfinite(r[winner]) and r[winner] < r[loser]
+            fails += [] if ok else [f"{par} / {ds}"]
+            rows.append((esc(par), esc(ds), fmt(r[winner]), fmt(r[loser]), mark(ok)))
+        if not rows:
+            raise NotRun(f"no (paradigm, surface) with both {winner} and {loser}")
+        ev = table_html(["paradigm", "surface", f"{esc(winner)} MSE", f"{esc(loser)} MSE", ""], rows)
+        if fails:
+            return NOT_REPRODUCED, f"{winner} is not below {loser} for {', '.join(fails)}." + ev
+        return REPRODUCED, f"{winner} is below {loser} in all {len(rows)} (paradigm, surface) cells." + ev
+    return check
+
+
+def topology_diverges(variant):
+    """Shared check: at least half of the runs of topology variant `variant` diverge."""
+    def check(ctx):
+        _, t = topology_cells(ctx)
+        t = t[t.topology == variant]
+        if t.empty:
+            raise NotRun(f"no {variant} runs in ancre.csv")
+        n_div = int(t.n_diverged.sum())
+        n = n_div + int(t.n_seeds.sum())
+        rows = [(esc(r.paradigm), esc(r.dataset), f"{int(r.n_diverged)} of {int(r.n_diverged + r.n_seeds)}", fmt(r.v))
+                for r in t.itertuples()]
+        ev = table_html(["paradigm", "surface", "diverged runs", "mean MSE of the others"], rows)
+        ok = 2 * n_div >= n
+        return (REPRODUCED if ok else NOT_REPRODUCED), f"{n_div} of {n} {variant} runs diverged." + ev
+    return check
+
+
 CLAIMS = [
     Claim(LPA, "Table 1", "LPA beats Simultaneous on every surface (MSE and MAE).",
           "Mean test error over seeds at the final depth (table1.csv): LPA below Simultaneous on every surface run, "
@@ -676,6 +726,20 @@ CLAIMS = [
                                           "optimal case.",
           "ANCRé linear at K = 3 and K = 4, with a fitted rate at least half that of the paper's optimum (0:2 at "
           "K = 3, 0:3 at K = 4).", ancre_on_par),
+    Claim(ANCRE, "Table 2 (analogue)", "ANCRé's learned topology beats the standard cascade (here: the residual MLP "
+                                       "on the surfaces, test MSE).",
+          "Mean final-depth test MSE (ancre.csv), ancre (ingoing softmax) below cascade in every (paradigm, surface).",
+          topology_beats("ancre", "cascade")),
+    Claim(ANCRE, "Table 4 (analogue)", "Ingoing normalisation of the shortcut weights beats outgoing normalisation.",
+          "Mean final-depth test MSE (ancre.csv), ancre below ancre_outgoing in every (paradigm, surface).",
+          topology_beats("ancre", "ancre_outgoing")),
+    Claim(ANCRE, "Table 4 (analogue)", "Without normalisation the learned shortcuts make training diverge.",
+          "At least half of the ancre_none runs (ancre.csv) diverged.", topology_diverges("ancre_none")),
+    Claim(ANCRE, "Table 5 (analogue)", "Every shortcut with fixed weights 1/j makes training diverge.",
+          "At least half of the all_fixed runs (ancre.csv) diverged.", topology_diverges("all_fixed")),
+    Claim(ANCRE, "Table 5 (analogue)", "Learning the shortcut topology beats learning gains on the cascade's shortcuts.",
+          "Mean final-depth test MSE (ancre.csv), ancre below gains in every (paradigm, surface).",
+          topology_beats("ancre", "gains")),
     Claim(ANCRE, "Table 2", "ANCRé lowers the validation perplexity of LLaMA pre-training on C4 against the cascade "
                             "(60M-1B).",
           "Mean validation perplexity (ancre_table2.csv), ANCRé below the cascade for every model size.",
@@ -706,12 +770,14 @@ def caption(name):
         return f"LPA {which}: {ds}, the shared head read out after each block, and test MSE/MAE against depth."
     if stem == "fig_history_surfaces":
         return "Training curves: final-depth test MSE against epochs and optimizer steps (has every paradigm plateaued?)."
+    if stem.startswith("ancre_fig6"):
+        return "ANCRé Figure 6 analogue: the learned shortcut weights p_ij of the ANCRé runs on the surfaces."
     if stem == "ancre_fig2":
         return "ANCRé Figure 2 (Case Study 3.1): training loss of deep linear nets under residual topologies."
     return stem
 
 
-FIGURE_ORDER = ["fig2_surfaces", "fig3_layerwise_", "fig_history", "ancre_fig2"]  # by name prefix; the rest last
+FIGURE_ORDER = ["fig2_surfaces", "fig3_layerwise_", "fig_history", "ancre_fig2", "ancre_fig6"]  # by name prefix; the rest last
 
 
 def figure_order(path):

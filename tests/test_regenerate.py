@@ -1,9 +1,10 @@
 """Regenerating tables, figures and the report from cached runs, without training (README: "Regenerate from cache").
 
 A fresh `git clone` that carries results/runs/ (committed, as the repository does) rebuilds results/tables,
-figures/ and results/report.html with the documented command, and schedules no training job: `--rerun-triggers
-mtime` keeps a changed config or rule from re-running a job whose outputs exist (Snakemake's default would re-train
-on a params change), and `--forcerun` rebuilds the aggregation rules even where their outputs look up to date.
+figures/ and results/report.html with the documented command, `snakemake --profile profiles/regenerate`, and
+schedules no training job: its `rerun-triggers: mtime` keeps a changed config or rule from re-running a job whose
+outputs exist (Snakemake's default would re-train on a params change), and its `forcerun` rebuilds the aggregation
+rules even where their outputs look up to date.
 """
 import os
 import re
@@ -18,19 +19,25 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_workflow import ROOT, tiny  # noqa: E402
 
-# The documented command (README, workflow/rules/report.smk), less --cores.
-REGENERATE = ["--rerun-triggers", "mtime", "--forcerun", "table1", "figures", "report"]
-AGGREGATE = {"all", "table1", "figures", "report"}  # the only rules a regeneration may run
+# The documented command (README, profiles/regenerate/config.yaml), on 2 cores.
+REGENERATE = ["--profile", "profiles/regenerate", "--cores", "2"]
+PROFILE = yaml.safe_load((ROOT / "profiles/regenerate/config.yaml").read_text())
+AGGREGATE = {"all", *PROFILE["forcerun"]}  # the only rules a regeneration may run
 PROJECT = ["Snakefile", "workflow", "config", "profiles", "lpa_core", "environment.yml", "pyproject.toml", ".gitignore"]
 
 
 def small(cfg):
-    """The tiny edit of tests/test_workflow.py, cut to two one-dataset jobs and one ANCRé seed."""
+    """The tiny edit of tests/test_workflow.py, cut to one surface and one seed: two Table 1 jobs, one ANCRé
+    topology job at the same tiny budget, one ANCRé case-study seed."""
     tiny(cfg)
     cfg["table1"].update(datasets=["saddle"], paradigms=["simultaneous", "lpa"])
-    cfg["scales"]["quick"]["table1"]["seeds"] = [0]
+    quick = cfg["scales"]["quick"]
+    quick["table1"]["seeds"] = [0]
+    if "ancre" in cfg:
+        cfg["ancre"].update(datasets=["saddle"], runs={"simultaneous": ["ancre"]})
+        quick["ancre"] = {"seeds": [0], "train": dict(quick["table1"]["train"])}
     if "ancre_case" in cfg:
-        cfg["scales"]["quick"].setdefault("ancre_case", {})["seeds"] = [0]
+        quick.setdefault("ancre_case", {})["seeds"] = [0]
 
 
 def run(cmd, cwd, **kw):
@@ -84,17 +91,18 @@ def test_regenerate_from_cached_runs_trains_nothing(tmp_path):
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(src), str(clone)], tmp_path)
     outputs = [clone / "results/report.html", *sorted((clone / "results/tables").glob("table1.*")),
-               *sorted((clone / "figures").glob("fig*.png"))]
+               *sorted((clone / "results/tables").glob("ancre.*")), *sorted((clone / "figures").glob("fig*.png")),
+               *sorted((clone / "figures").glob("ancre_fig6*.png"))]  # what table1, figures, ancre_table, report write
     cached = sorted(p for p in (clone / "results/runs").rglob("*") if p.is_file())
     assert [p.relative_to(clone) for p in cached] == [p.relative_to(src) for p in runs]
     assert all(p.is_file() for p in outputs), [str(p) for p in outputs if not p.is_file()]
     before = {p: p.stat().st_mtime_ns for p in [*outputs, *cached]}
 
     jobs = scheduled(snakemake(clone, "-n", *REGENERATE).stdout)
-    assert "train_surfaces" not in jobs and set(jobs) <= AGGREGATE, jobs
-    assert {"table1", "figures", "report"} <= set(jobs), jobs
+    assert not any(j.startswith("train") for j in jobs) and set(jobs) <= AGGREGATE, jobs
+    assert PROFILE["rerun-triggers"] == "mtime" and {"table1", "figures", "report"} <= set(jobs), jobs
 
-    snakemake(clone, "--cores", "2", *REGENERATE)
+    snakemake(clone, *REGENERATE)
     for p in outputs:  # rebuilt
         assert p.stat().st_size > 0 and p.stat().st_mtime_ns > before[p], p
     for p in cached:  # untouched: nothing trained

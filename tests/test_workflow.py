@@ -59,6 +59,9 @@ def tiny(cfg):
     cfg["table1"].update(datasets=["saddle", "high_freq"], paradigms=["simultaneous", "lpa", "adaptive_lpa"])
     cfg["scales"]["quick"]["table1"] = {"seeds": [0, 1], "train": {
         "epochs": 3, "n_train": 300, "n_test": 300, "batch_size": 50, "adaptive_warmup": 1, "eval_every": 1, "grid": 20}}
+    cfg["ancre"].update(datasets=["saddle"], runs={"simultaneous": ["cascade", "ancre"]})
+    cfg["scales"]["quick"]["ancre"] = {"seeds": [0], "train": dict(cfg["scales"]["quick"]["table1"]["train"])}
+    cfg["scales"]["quick"]["ancre_case"] = {"seeds": [0]}
 
 
 def test_tiny_real_run_end_to_end(tmp_path):
@@ -73,5 +76,9 @@ def test_tiny_real_run_end_to_end(tmp_path):
     assert "±" in (wd / "results/tables/table1.md").read_text()
     for name in ("fig2_surfaces.png", "fig3_layerwise_saddle.png", "fig3_layerwise_high_freq.png"):
         assert (wd / "figures" / name).stat().st_size > 10_000
+    ancre = pd.read_csv(wd / "results/tables/ancre.csv")
+    assert set(ancre.topology) == {"cascade", "ancre"} and ancre["mean"].notna().all()
+    assert (wd / "figures/ancre_fig6_coeffs.png").stat().st_size > 10_000
+    assert "ANCR" in (wd / "results/report.html").read_text()
     again = snakemake(wd, "-n", "--config", "scale=quick")  # nothing left to do
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr

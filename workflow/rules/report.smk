@@ -3,7 +3,7 @@
 # the outputs of the other rules. Include it last, after every rule file whose outputs it reads.
 #
 # Regenerate tables, figures and the report from cached runs (results/runs/ committed) without training:
-#   snakemake --cores all --rerun-triggers mtime --forcerun table1 figures report
+#   snakemake --profile profiles/regenerate      (= --rerun-triggers mtime --forcerun <the aggregation rules>)
 # (tests/test_regenerate.py checks that this schedules no training job in a fresh clone).
 
 
