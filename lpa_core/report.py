@@ -154,7 +154,8 @@ def ancre_markdown(tab, ref, prov):
              "training recipe of Table 1. Variants: `cascade` (standard residuals), `ancre` (all shortcuts, learnable, "
              "ingoing softmax), `ancre_outgoing`, `ancre_none` (unnormalised: the paper's Table 4 ablation), `all_fixed` "
              "(all shortcuts, fixed 1/j: Table 5), `gains` (learnable gains on the cascade only: Table 5). "
-             "**Bold**: best mean per column within a paradigm.", "",
+             "**Bold**: best mean per column within a paradigm. LPA x cascade is not re-run here: it is Table 1's `lpa` "
+             "row (same recipe; a run's numbers do not depend on the group it trains in).", "",
              f"Made by `python -m lpa_core ancre-table`; commit(s) {', '.join(prov['commits'])}; hardware "
              f"{'; '.join(prov['hardware'])}; runs {prov['start']} .. {prov['end']}.", ""]
     t = tab[tab.metric == "mse"]
