@@ -1,8 +1,12 @@
 """The Snakemake workflow: schema validation, dry runs of both scales, and a tiny real run end to end."""
+import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -34,8 +38,35 @@ def snakemake(wd, *args):
 def test_dry_run_schedules_one_job_per_paradigm(tmp_path, scale):
     r = snakemake(workdir(tmp_path), "-n", "--config", f"scale={scale}")
     assert r.returncode == 0, r.stderr
-    n_paradigms = len(yaml.safe_load((ROOT / "config/config.yaml").read_text())["table1"]["paradigms"])
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    n_paradigms = len(cfg["table1"]["paradigms"])
     assert f"train_surfaces        {n_paradigms}" in r.stdout
+    jobs = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", r.stdout, re.M)}
+    assert jobs.get("train_vision") == vision_jobs(cfg, scale), jobs
+    assert {"table2", "table3", "sec54", "inference", "vision_figures"} <= set(jobs) and "table4" not in jobs
+    assert "fetch_data" not in jobs  # a guard inside each training job, not a job of `all`
+
+
+def vision_jobs(cfg, scale):
+    """Vision training jobs the config asks for: Table 2's grid, plus Sec 5.4 unit sizes and Fig 10 learning rates
+    that are not a Table 2 run already."""
+    v = {**cfg["vision"], **cfg["scales"][scale].get("vision", {})}
+    archs = v["archs"] if isinstance(v["archs"], list) else list(v["archs"].values())
+    table2 = len(archs) * len(v["datasets"]) * len(v["paradigms"])
+    k0 = v.get("train", {}).get("group_size", cfg["vision"]["train"].get("group_size", 2))
+    ablation = v["ablation"]["datasets"]
+    extra_groups = [k for k in v["group_sizes"] if not (k == k0 and "lpa_grouped" in v["paradigms"])]
+    extra_lrs = [f for f in v["lr_sweep"] if f != 1]
+    in_t2 = set(ablation) <= set(v["datasets"])
+    n_base = 0 if in_t2 else 2  # simultaneous and lpa beside the unit sizes
+    return (table2 + len(ablation) * (len(extra_groups) + len(extra_lrs) + n_base)) * len(v["seeds"])
+
+
+def test_imagenet_table4_only_when_configured(tmp_path):
+    r = snakemake(workdir(tmp_path, lambda c: c["vision"].update(imagenet_dir="/nonexistent/imagenet")), "-n")
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"^table4\s+1$", r.stdout, re.M) and "table2/imagenet" not in r.stdout
+    assert "table4/imagenet/vit12/lpa/seed0" in r.stdout
 
 
 @pytest.mark.parametrize("edit,key", [
@@ -62,6 +93,13 @@ def tiny(cfg):
     cfg["ancre"].update(datasets=["saddle"], runs={"simultaneous": ["cascade", "ancre"]})
     cfg["scales"]["quick"]["ancre"] = {"seeds": [0], "train": dict(cfg["scales"]["quick"]["table1"]["train"])}
     cfg["scales"]["quick"]["ancre_case"] = {"seeds": [0]}
+    # vision: one model, two paradigms, tiny subsets, one epoch; Sec 5.4 adds one lpa_grouped job, Fig 10 none
+    cfg["vision"].update(paradigms=["simultaneous", "lpa"], table3={"arch": "resnet18", "paradigms": ["simultaneous", "lpa"]})
+    cfg["scales"]["quick"]["vision"] = {
+        "archs": {"resnet18": "resnet10_w16"}, "datasets": ["fashion_mnist"], "seeds": [0],
+        "ablation": {"arch": "resnet18", "datasets": ["fashion_mnist"]}, "group_sizes": [2], "lr_sweep": [1],
+        "recipes": {"resnet": {"lr": 0.05, "batch_size": 50, "epochs": 1}},
+        "train": {"train_subset": 100, "test_subset": 100, "n_embed": 40}}
 
 
 def test_tiny_real_run_end_to_end(tmp_path):
@@ -80,5 +118,59 @@ def test_tiny_real_run_end_to_end(tmp_path):
     assert set(ancre.topology) == {"cascade", "ancre"} and ancre["mean"].notna().all()
     assert (wd / "figures/ancre_fig6_coeffs.png").stat().st_size > 10_000
     assert "ANCR" in (wd / "results/report.html").read_text()
+    t2 = pd.read_csv(wd / "results/tables/table2.csv")
+    assert set(t2.paradigm) == {"simultaneous", "lpa"} and set(t2.arch) == {"resnet10_w16"} and t2["mean"].notna().all()
+    assert (t2.paper_arch == "resnet18").all() and t2.paper_value.notna().all()
+    assert "lpa_grouped_k2" in set(pd.read_csv(wd / "results/tables/sec54.csv").paradigm)
+    for name in ("fig4_layerwise_fashion_mnist.png", "fig5_tsne_fashion_mnist_resnet10_w16.png",
+                 "fig6_curves_fashion_mnist.png", "fig10_lr.png", "fig_inference.png"):
+        assert (wd / "figures" / name).stat().st_size > 10_000, name
+    assert "Table 2: ResNet-18/34" in (wd / "results/report.html").read_text()
     again = snakemake(wd, "-n", "--config", "scale=quick")  # nothing left to do
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_killed_workflow_keeps_finished_runs_and_resumes_the_rest(tmp_path):
+    """Kill snakemake while the second training job is mid-way: a rerun keeps the finished job's files untouched,
+    resumes the killed one from its checkpoint, and ends with the numbers of an uninterrupted run."""
+    def edit(cfg):
+        tiny(cfg)
+        cfg["table1"].update(datasets=["saddle"], paradigms=["simultaneous", "lpa"])
+        cfg["scales"]["quick"]["table1"] = {"seeds": [0], "train": {
+            "epochs": 20, "n_train": 600, "n_test": 200, "batch_size": 20, "eval_every": 5, "grid": 8,
+            "ckpt_every_s": 0}}
+    wd = workdir(tmp_path, edit)
+    runs = wd / "results/runs/quick/table1/resmlp"
+    first, second = [runs / p for p in ("simultaneous", "lpa")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    exe = str(Path(sys.executable).with_name("snakemake"))
+    targets = [str((d / "layerwise.csv").relative_to(wd)) for d in (first, second)]
+    proc = subprocess.Popen([exe, *targets, "--cores", "1", "--config", "scale=quick"], cwd=wd, env=env, stdout=subprocess.DEVNULL,
+                            stderr=open(tmp_path / "snakemake.err", "w"), start_new_session=True)
+    ckpts = wd / "checkpoints/quick/table1/resmlp"
+    deadline = time.time() + 300
+    while time.time() < deadline:  # one job done, the other checkpointed and still training
+        done = [d for d in (first, second) if (d / "layerwise.csv").exists()]
+        running = [d for d in (first, second) if d not in done and (ckpts / d.name / "last.pt").exists()]
+        if done and running:
+            break
+        assert proc.poll() is None, (tmp_path / "snakemake.err").read_text()[-3000:]
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole process group: snakemake and its job, as a dead node would
+    proc.wait()
+    finished, killed = done[0], running[0]
+    assert not (killed / "layerwise.csv").exists()
+    before = {f.name: f.stat().st_mtime_ns for f in finished.iterdir()}
+    assert snakemake(wd, "--unlock").returncode == 0  # a hard kill leaves Snakemake's lock behind
+    r = snakemake(wd, *targets, "--cores", "1", "--config", "scale=quick")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert {f.name: f.stat().st_mtime_ns for f in finished.iterdir()} == before  # the finished run was kept
+    assert "resuming from" in (wd / f"logs/quick/table1/resmlp/{killed.name}.log").read_text()
+    ref = tmp_path / "ref"
+    args = json.loads((killed / "run.json").read_text())["config"]
+    cmd = [sys.executable, "-m", "lpa_core", "train", "--out", str(ref), "--ckpt-dir", str(tmp_path / "ref_ck")]
+    for k, v in args.items():
+        cmd += [f"--{k}", ",".join(map(str, v)) if isinstance(v, list) else str(v)]
+    subprocess.run(cmd, check=True, cwd=ROOT, env=env, capture_output=True, timeout=600)
+    assert pd.read_csv(killed / "layerwise.csv").equals(pd.read_csv(ref / "layerwise.csv"))
