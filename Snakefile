@@ -14,6 +14,7 @@ include: "workflow/rules/resources.smk"
 include: "workflow/rules/surfaces.smk"
 include: "workflow/rules/ancre.smk"
 include: "workflow/rules/ancre_case.smk"
+include: "workflow/rules/vision.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -23,5 +24,6 @@ rule all:
         rules.figures.output,
         rules.ancre_table.output,
         rules.ancre_case.output,
+        VISION_OUT,
         rules.report.output,
     default_target: True

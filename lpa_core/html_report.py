@@ -295,10 +295,18 @@ def render_tidy(df, spec, ctx):
                 cells.append(s)
             rows.append(cells)
         n = sorted(set(t.n_seeds.astype(int))) if "n_seeds" in t else []
-        title = "Adaptive LPA: effective depth (blocks kept)" if metric == "effective_depth" else f"{metric.upper()}{arrow}"
+        title = ("Adaptive LPA: effective depth (blocks kept)" if metric in ("effective_depth", "effective_layers")
+                 else f"{metric.upper()}{arrow}")
         out.append(f"<h4>{esc(title)} <span class=s>(mean over {'/'.join(map(str, n)) or '?'} seeds)</span></h4>"
                    + table_html([esc(" / ".join(["paradigm", *extra]))] + [esc(d) for d in datasets], rows, cls="num"))
     return "\n".join(out)
+
+
+def render_plain(df, spec, ctx):
+    """Every column as it is (numbers to 4 significant digits)."""
+    rows = [[esc(fmt(v) if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) else v)
+             for v in r] for r in df.itertuples(index=False)]
+    return table_html([esc(c) for c in df.columns], rows, cls="num")
 
 
 def time_to(curves, frac=1e-2):
@@ -340,9 +348,18 @@ TABLES = [
               "ANCRé paper, Tables 2, 4, 5 (its ablations, run here on the surfaces; the paper's numbers are LLaMA's)",
               render_tidy, exp="ancre"),
     TableSpec("table2.csv", "Table 2: ResNet-18/34 and ViT-12/24 on CIFAR-10, CIFAR-100, Fashion-MNIST",
-              "LPA paper, Table 2 (Sec. 5.2)", render_tidy, exp="table2", paper=(LPA, "table2")),
-    TableSpec("table3.csv", "Table 3: Adaptive LPA on a 24-layer ViT", "LPA paper, Table 3 (Sec. 5.3)", render_tidy,
-              exp="table3", paper=(LPA, "table3")),
+              "LPA paper, Table 2 (Sec. 5.2); at a reduced scale small models stand in (paper_arch: the paper's model "
+              "whose value is shown)", render_tidy, exp="table2", paper=(LPA, "table2")),
+    TableSpec("table3.csv", "Table 3: Adaptive LPA on a 24-layer ViT", "LPA paper, Table 3 (Sec. 5.3); read from the "
+              "Table 2 runs of the model standing in for ViT-24", render_tidy, exp="table2", paper=(LPA, "table3")),
+    TableSpec("fig6.csv", "Fig. 6 / 9: first epoch at which LPA and Adaptive LPA beat Simultaneous's final accuracy",
+              "LPA paper, Sec. 5.4 and appendix H (Fig. 6, 9)", render_tidy, exp="table2", paper=(LPA, "fig6")),
+    TableSpec("sec54.csv", "Sec. 5.4: LPA over units of k blocks", "LPA paper, Sec. 5.4 (units of 2, 3, 4, 6, 12 layers)",
+              render_tidy, exp="sec54", paper=(LPA, "sec5.4")),
+    TableSpec("inference.csv", "Sec. 5.4: size and latency of the truncated models against depth",
+              "LPA paper, Sec. 5.4 (\"1/4 of the layers: 4x smaller and faster\")", render_plain, exp="table2"),
+    TableSpec("table4.csv", "Table 4: ViT-12 on ImageNet-1k, test accuracy at every depth", "LPA paper, Table 4",
+              render_tidy, exp="table4", paper=(LPA, "table4")),
     TableSpec("ancre_table2.csv", "LLaMA pre-training on C4: ANCRé vs the cascade", "ANCRé paper, Table 2", render_tidy,
               exp="ancre_table2", paper=(ANCRE, "table2")),
 ]
@@ -668,6 +685,42 @@ def topology_diverges(variant):
     return check
 
 
+def quarter_depth_speedup(ctx):
+    t = ctx.table("inference.csv")
+    rows, fails = [], []
+    for (ds, arch), g in t.groupby(["dataset", "arch"], sort=False):
+        L = int(g.n_blocks.iloc[0])
+        r = g[g.depth == max(1, L // 4)].iloc[0]
+        vit = str(arch).startswith("vit")
+        ok = r.size_reduction_x >= 3 and r.speedup_x >= 3
+        fails += [] if ok or not vit else [f"{ds} / {arch}"]
+        rows.append((esc(ds), esc(arch), f"{int(r.depth)} of {L}", f"{fmt(r.size_reduction_x, 3)}×", f"{fmt(r.speedup_x, 3)}×",
+                     mark(ok) if vit else "(for information)"))
+    if not any(str(a).startswith("vit") for a in t.arch):
+        raise NotRun("no ViT in inference.csv (the claim is about a ViT)")
+    ev = table_html(["dataset", "model", "depth", "size reduction", "speedup", ""], rows)
+    if fails:
+        return NOT_REPRODUCED, f"Below 3× on {', '.join(fails)}." + ev
+    return REPRODUCED, "At least 3× smaller and faster on every ViT (ResNets shown for information)." + ev
+
+
+def beat_sim_early(ctx):
+    t = ctx.table("fig6.csv")
+    piv = t.pivot_table(index=["dataset", "arch", "paradigm"], columns="metric", values="mean", aggfunc="first", dropna=False)
+    if piv.empty or "epoch_to_beat_sim" not in piv.columns:
+        raise NotRun("no epoch_to_beat_sim rows in fig6.csv")
+    rows, fails = [], []
+    for (ds, arch, par), r in piv.iterrows():
+        e, n = r.get("epoch_to_beat_sim", math.nan), r.get("epochs_run", math.nan)
+        ok = not math.isnan(e) and e <= n
+        fails += [] if ok else [f"{ds} / {arch} / {par}"]
+        rows.append((esc(ds), esc(arch), esc(par), fmt(e), fmt(n), fmt(r.get("sim_final_test_acc_pct", math.nan)), mark(ok)))
+    ev = table_html(["dataset", "model", "paradigm", "epoch it beats Simultaneous", "epochs", "Simultaneous final acc.", ""], rows)
+    if fails:
+        return NOT_REPRODUCED, f"Never above Simultaneous's final accuracy: {', '.join(fails)}." + ev
+    return REPRODUCED, "Above Simultaneous's final accuracy within the budget in every case." + ev
+
+
 CLAIMS = [
     Claim(LPA, "Table 1", "LPA beats Simultaneous on every surface (MSE and MAE).",
           "Mean test error over seeds at the final depth (table1.csv): LPA below Simultaneous on every surface run, "
@@ -700,6 +753,14 @@ CLAIMS = [
     Claim(LPA, "Table 3", "Adaptive LPA beats Simultaneous on a 24-layer ViT with 5-10 effective layers.",
           "Mean test accuracy (table3.csv), Adaptive LPA above Simultaneous on every dataset.",
           beats("table3.csv", "adaptive_lpa", ["simultaneous"], ["test_acc_pct"])),
+    Claim(LPA, "Sec. 5.4", "A model cut to one fourth of the layers is about 4× smaller and 4× faster at inference.",
+          "inference.csv: at a quarter of the blocks (rounded down), the full model's parameters and measured latency "
+          "divided by the truncated model's are each at least 3 (within 25% of the paper's 4×), for every ViT run (the "
+          "paper's example is ViT-24; ResNets, whose first full-resolution stage dominates the latency, are shown).",
+          quarter_depth_speedup),
+    Claim(LPA, "Sec. 5.4, Fig. 6", "LPA and Adaptive LPA reach Simultaneous's accuracy in fewer epochs than it was trained for.",
+          "fig6.csv: for every (dataset, model), the first epoch at which the mean test accuracy of LPA and of Adaptive "
+          "LPA exceeds Simultaneous's final mean accuracy lies within the training budget.", beat_sim_early),
     Claim(ANCRE, "Fig. 2a", "Without residual connections, convergence slows down as the linear net grows deeper "
                             "(K = 2, 3, 4).",
           "Iterations until the seed-median loss first falls to 1/100 of its initial value (ancre_case.csv) increase "
@@ -772,12 +833,24 @@ def caption(name):
         return "Training curves: final-depth test MSE against epochs and optimizer steps (has every paradigm plateaued?)."
     if stem.startswith("ancre_fig6"):
         return "ANCRé Figure 6 analogue: the learned shortcut weights p_ij of the ANCRé runs on the surfaces."
+    if stem.startswith("fig4_layerwise_"):
+        return f"LPA Figure 4: {stem[len('fig4_layerwise_'):]}, test accuracy and loss of the shared head after each block (error bars: std over seeds)."
+    if stem.startswith("fig5_tsne_"):
+        return f"LPA Figure 5: t-SNE of the per-depth embeddings of fixed test images ({stem[len('fig5_tsne_'):]}, first seed; colour = class)."
+    if stem.startswith("fig6_curves_"):
+        return (f"LPA Figures 6/9: {stem[len('fig6_curves_'):]}, full-depth test accuracy against epochs, optimizer steps "
+                "and training wall time (Simultaneous, LPA, Adaptive LPA).")
+    if stem == "fig10_lr":
+        return "LPA Figure 10: LPA's test accuracy over epochs under different learning rates."
+    if stem == "fig_inference":
+        return "LPA Sec. 5.4: accuracy of the truncated model at each depth, and its size and latency relative to the full model."
     if stem == "ancre_fig2":
         return "ANCRé Figure 2 (Case Study 3.1): training loss of deep linear nets under residual topologies."
     return stem
 
 
-FIGURE_ORDER = ["fig2_surfaces", "fig3_layerwise_", "fig_history", "ancre_fig2", "ancre_fig6"]  # by name prefix; the rest last
+FIGURE_ORDER = ["fig2_surfaces", "fig3_layerwise_", "fig_history", "fig4_layerwise_", "fig5_tsne_", "fig6_curves_",
+                "fig10_lr", "fig_inference", "ancre_fig2", "ancre_fig6"]  # by name prefix; the rest last
 
 
 def figure_order(path):

@@ -44,6 +44,11 @@ TOPOLOGY_VARIANTS = {
 }
 
 
+def _outputs_of(name):
+    """Every output of rule `name`, or nothing when the rule is not part of the workflow (its file not included)."""
+    return list(getattr(rules, name).output) if workflow.is_rule(name) else []
+
+
 wildcard_constraints:
     paradigm="[a-z_]+",
     arch="[a-z0-9_]+",

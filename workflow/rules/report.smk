@@ -7,14 +7,11 @@
 # (tests/test_regenerate.py checks that this schedules no training job in a fresh clone).
 
 
-def _outputs_of(name):
-    """Every output of rule `name`, or nothing when the rule is not part of the workflow (its file not included)."""
-    return list(getattr(rules, name).output) if workflow.is_rule(name) else []
-
-
 # Rules whose outputs are tables (CSV, JSON sidecars) and figures (PNG) of the report, beside table1 and figures.
-REPORT_OUT = [*rules.table1.output, *rules.figures.output, *_outputs_of("ancre_case"), *_outputs_of("ancre_table")]
-REPORT_RUNS = [*SURF_DIRS, *(ANCRE_DIRS if workflow.is_rule("train_topology") else [])]
+REPORT_OUT = [*rules.table1.output, *rules.figures.output, *_outputs_of("ancre_case"), *_outputs_of("ancre_table"),
+              *(VISION_OUT if workflow.is_rule("train_vision") else [])]
+REPORT_RUNS = [*SURF_DIRS, *(ANCRE_DIRS if workflow.is_rule("train_topology") else []),
+               *(VISION_DIRS if workflow.is_rule("train_vision") else [])]
 
 
 rule report:
