@@ -99,7 +99,7 @@ def markdown(tab, prov, scale=None):
                     cells.append("")
                     continue
                 row = row.iloc[0]
-                c = cell(row, "{:.2f}" if best is None else "{:.4f}")
+                c = cell(row, {"mse": "{:.2e}", "mae": "{:.4f}"}.get(metric, "{:.2f}"))
                 if best is not None and row.n_seeds > 0 and row["mean"] == best[d]:
                     c = f"**{c}**"
                 if isinstance(row.paper_value, str):
