@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lpa_core.models import ResidualStack
+
 HEADS = ("pad", "pad_norm")
 VISION_ARCHS = {}
 
@@ -48,7 +50,7 @@ def create_vision_model(name, num_classes=10, in_chans=3, img_size=32, head="pad
     return VISION_ARCHS[name](num_classes=num_classes, in_chans=in_chans, img_size=img_size, head=head, **kwargs)
 
 
-class VisionStack(nn.Module):
+class VisionStack(ResidualStack):
     """stem -> blocks[:depth] -> head (subclasses set the three modules). With `amp` set (CUDA only: the vision
     task sets it), forward and features run under bf16 autocast."""
 
@@ -77,13 +79,6 @@ class VisionStack(nn.Module):
                 h = block(h)
             return self.head(h)
 
-    def params(self, depth=None, first=0):
-        mods = [self.stem, *self.blocks[first:depth], self.head]
-        return [p for m in mods for p in m.parameters()]
-
-    @property
-    def depth(self):
-        return len(self.blocks)
 
 
 def truncate(model, depth):
