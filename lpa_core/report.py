@@ -334,18 +334,15 @@ def figures_cmd(args):
 
 
 def add_commands(sub):
-    t = sub.add_parser("table1", help="Table 1 (csv + md) from surface run folders")
-    t.add_argument("--runs", nargs="+", required=True, help="run folders (each with layerwise.csv, summary.csv, run.json)")
-    t.add_argument("--paper", required=True, help="CSV of published numbers (shared/reference/paper_results.csv)")
-    t.add_argument("--out-csv", required=True)
-    t.add_argument("--out-md", required=True)
-    t.set_defaults(func=table1_cmd)
-    a = sub.add_parser("ancre-table", help="ANCRé topology table (csv + md) from topology run folders")
-    a.add_argument("--runs", nargs="+", required=True, help="run folders of the ancre experiment (exp ancre_<variant>)")
-    a.add_argument("--paper", required=True, help="CSV of published numbers (shared/reference/paper_results.csv)")
-    a.add_argument("--out-csv", required=True)
-    a.add_argument("--out-md", required=True)
-    a.set_defaults(func=ancre_table_cmd)
+    for name, help, runs, func in [
+            ("table1", "Table 1 (csv + md) from surface run folders", "run folders (each with layerwise.csv, summary.csv, run.json)", table1_cmd),
+            ("ancre-table", "ANCRé topology table (csv + md) from topology run folders", "run folders of the ancre experiment (exp ancre_<variant>)", ancre_table_cmd)]:
+        t = sub.add_parser(name, help=help)
+        t.add_argument("--runs", nargs="+", required=True, help=runs)
+        t.add_argument("--paper", required=True, help="CSV of published numbers (shared/reference/paper_results.csv)")
+        t.add_argument("--out-csv", required=True)
+        t.add_argument("--out-md", required=True)
+        t.set_defaults(func=func)
     f = sub.add_parser("figures", help="Figures 2, 3, 8 and training curves from surface run folders")
     f.add_argument("--runs", nargs="+", required=True, help="run folders (each with grid.npz, layerwise.csv, history.csv)")
     f.add_argument("--outdir", required=True)
