@@ -9,13 +9,19 @@ the coefficients of the shortcuts into it (`block.shortcut`), so `params` carrie
 
 Models carry a leading *run* axis of size `n_runs`: runs that share a schedule (seeds, surfaces) train as one
 vectorised model with batched weights, each run with its own init, data and optimizer state.
+
+Layer dropout (the layerdrop and layerskip paradigms): inside `with model.dropping(keep):` block j's branch is
+multiplied by keep[j-1], a bool per example ([B]) or one bool for the whole batch; a block kept by no example is
+not computed at all (x_j = S_j), which is what makes structured LayerDrop cheaper. BlockStack (below) is the same
+interface for library blocks (timm, torchvision, transformers) that carry their own shortcut.
 """
+import contextlib
 import math
 
 import torch
 from torch import nn
 
-from lpa_core.topology import make_topology
+from lpa_core.topology import Cascade, make_topology
 
 
 class ResidualStack(nn.Module):
@@ -26,11 +32,38 @@ class ResidualStack(nn.Module):
         self.topology = make_topology(topology, tau=tau, normalisation=normalisation)
         self.topology.attach(self.blocks, self.n_runs)
 
+    keep = None  # per-block layer-dropout masks, set only inside `dropping`
+
+    @contextlib.contextmanager
+    def dropping(self, keep):
+        """Layer dropout for the forwards inside: keep = one entry per block (a bool, or a bool tensor [B] per
+        example); None keeps every block."""
+        self.keep = None if keep is None else list(keep)
+        try:
+            yield self
+        finally:
+            self.keep = None
+
+    def kept(self, j):
+        """Block j's keep mask: None (all kept), False (none kept), or a float mask [B] for some."""
+        k = None if self.keep is None else self.keep[j - 1]
+        if k is None or k is True or (torch.is_tensor(k) and bool(k.all())):
+            return None
+        if k is False or not bool(k.any()):
+            return False
+        return k.float()
+
+    def gate(self, f, k):
+        """The branch f [R, d, B] with the examples of keep mask k [B] kept."""
+        return f * k.to(f.dtype).view(1, 1, -1)
+
     def states(self, x, depth=None):
         """[x_0, x_1, ..., x_depth]: the stem output, then x_j = F_j(x_{j-1}) + S_j(x_0..x_{j-1})."""
         xs = [self.stem(x)]
-        for block, w in zip(self.blocks[:depth], self.topology.weights(self.blocks, depth)):
-            xs.append(self.topology.join(block(xs[-1]), xs, w))
+        for j, (block, w) in enumerate(zip(self.blocks[:depth], self.topology.weights(self.blocks, depth)), 1):
+            k = self.kept(j)
+            f = torch.zeros_like(xs[-1]) if k is False else block(xs[-1])
+            xs.append(self.topology.join(f if k is None or k is False else self.gate(f, k), xs, w))
         return xs
 
     def features(self, x, depth=None):
@@ -46,6 +79,69 @@ class ResidualStack(nn.Module):
     @property
     def depth(self):
         return len(self.blocks)
+
+
+class BlockStack(ResidualStack):
+    """A residual stack of library blocks: each block maps h -> h + F(h) with its own shortcut inside (timm's ViT
+    Block, torchvision's BasicBlock, a transformers decoder layer). States are batch-first; one run (n_runs = 1).
+
+    Under cascade (the default) the blocks run as the library wrote them. Under another topology the block's own
+    cascaded shortcut is replaced by the topology's mix, at block level (ANCRe's placement for Transformers):
+
+        x_j = block_j(x_{j-1}) - P_j(x_{j-1}) + sum_{i<j} p_ij P_j(x_i)
+
+    block_j(h) - P_j(h) is block j's branch; P_j maps a state to block j's output shape, parameter-free (identity
+    where every block keeps the shape, as in ViTs and decoders; ResNetStack.project pools and zero-pads). With
+    p_{j-1,j} = 1 and every other p_ij = 0 this is the library model again (up to rounding). A block dropped by
+    `dropping` leaves x_j = sum_i p_ij P_j(x_i) (cascade: P_j(x_{j-1})), without running the block."""
+
+    n_runs = 1
+
+    def project(self, h, j, ref):
+        """State h in the shape of block j's output, for the block's input ref (identity: blocks that keep the
+        shape)."""
+        return h
+
+    def gate(self, f, k):
+        return f * k.to(f.dtype).view(-1, *[1] * (f.dim() - 1))
+
+    def step(self, j, xs, w):
+        """x_j from the states xs = [x_0..x_{j-1}] and block j's topology weights w."""
+        block, h, k = self.blocks[j - 1], xs[-1], self.kept(j)
+        cascade = isinstance(self.topology, Cascade)
+        P = lambda x: self.project(x, j, h)
+        if k is False:
+            return P(h) if cascade else self.topology.join(torch.zeros_like(P(h)).unsqueeze(0), [P(x).unsqueeze(0) for x in xs], w).squeeze(0)
+        out = block(h)
+        if cascade and k is None:
+            return out
+        f = out - P(h)
+        if k is not None:
+            f = self.gate(f, k)
+        if cascade:
+            return P(h) + f
+        return self.topology.join(f.unsqueeze(0), [P(x).unsqueeze(0) for x in xs], w).squeeze(0)
+
+    def walk(self, x, depth=None):
+        """x_1..x_depth one at a time (a generator). Under cascade only the last state is kept alive, so
+        evaluating every depth costs one representation, not L."""
+        xs = [self.stem(x)]
+        for j, w in enumerate(self.topology.weights(self.blocks, depth), 1):
+            h = self.step(j, xs, w)
+            xs = [h] if isinstance(self.topology, Cascade) else xs + [h]
+            yield h
+
+    def states(self, x, depth=None):
+        xs = [self.stem(x)]
+        for j, w in enumerate(self.topology.weights(self.blocks, depth), 1):
+            xs.append(self.step(j, xs, w))
+        return xs
+
+    def forward(self, x, depth=None):
+        h = None
+        for h in self.walk(x, depth):
+            pass
+        return self.head(self.stem(x) if h is None else h)
 
 
 class RunLinear(nn.Module):

@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lpa_core.models import ResidualStack
+from lpa_core.models import BlockStack
+from lpa_core.topology import Cascade
 
 HEADS = ("pad", "pad_norm")
 VISION_ARCHS = {}
@@ -50,23 +51,14 @@ def create_vision_model(name, num_classes=10, in_chans=3, img_size=32, head="pad
     return VISION_ARCHS[name](num_classes=num_classes, in_chans=in_chans, img_size=img_size, head=head, **kwargs)
 
 
-class VisionStack(ResidualStack):
-    """stem -> blocks[:depth] -> head (subclasses set the three modules). With `amp` set (CUDA only: the vision
-    task sets it), forward and features run under bf16 autocast."""
+class VisionStack(BlockStack):
+    """stem -> blocks[:depth] -> head (subclasses set the three modules, then call `connect`). With `amp` set
+    (CUDA only: the vision task sets it), forward and features run under bf16 autocast."""
 
-    n_runs = 1
     amp = False
 
     def autocast(self):
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
-
-    def walk(self, x, depth=None):
-        """The representation after each of blocks 1..depth, one at a time (a generator: evaluating every depth
-        keeps one representation alive, not L)."""
-        h = self.stem(x)
-        for block in self.blocks[:depth]:
-            h = block(h)
-            yield h
 
     def features(self, x, depth=None):
         with self.autocast():
@@ -74,17 +66,27 @@ class VisionStack(ResidualStack):
 
     def forward(self, x, depth=None):
         with self.autocast():
-            h = self.stem(x)
-            for block in self.blocks[:depth]:
-                h = block(h)
-            return self.head(h)
+            return super().forward(x, depth)
 
+
+class Truncated(nn.Module):
+    """The stem, the first `depth` blocks and the shared head of a stack under a learned topology."""
+
+    def __init__(self, model, depth):
+        super().__init__()
+        self.model, self.depth = model, depth
+
+    def forward(self, x):
+        return self.model(x, self.depth)
 
 
 def truncate(model, depth):
     """A standalone model of the stem, the first `depth` blocks and the shared head (a deployable "one of N"
-    model of Sec 5.4), sharing the weights: truncate(m, k)(x) == m(x, depth=k)."""
-    return nn.Sequential(model.stem, *model.blocks[:depth], model.head)
+    model of Sec 5.4), sharing the weights: truncate(m, k)(x) == m(x, depth=k). Under cascade a plain
+    nn.Sequential of the library's modules."""
+    if isinstance(model.topology, Cascade):
+        return nn.Sequential(model.stem, *model.blocks[:depth], model.head)
+    return Truncated(model, depth)
 
 
 # --- ResNet -------------------------------------------------------------------------------------------------------
@@ -110,7 +112,8 @@ class PadHead(nn.Module):
 class ResNetStack(VisionStack):
     """torchvision's BasicBlock ResNet taken apart: stem, the BasicBlocks in order, the shared PadHead."""
 
-    def __init__(self, layers, widths=(64, 128, 256, 512), num_classes=10, in_chans=3, img_size=32, head="pad"):
+    def __init__(self, layers, widths=(64, 128, 256, 512), num_classes=10, in_chans=3, img_size=32, head="pad",
+                 topology="cascade", tau=0.1, normalisation="ingoing"):
         super().__init__()
         from lpa_core._torchvision import import_torchvision
 
@@ -138,6 +141,16 @@ class ResNetStack(VisionStack):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
+        self.connect(topology, tau=tau, normalisation=normalisation)
+
+    def project(self, h, j, ref):
+        """h in the shape of block j's output (its input is ref), parameter-free: average-pool to its resolution,
+        zero-pad to its channels (the paper's zero-padding argument, Sec 4.2, as for the shared head)."""
+        block = self.blocks[j - 1]
+        size = -(-ref.shape[-1] // block.stride)
+        if h.shape[-1] != size:
+            h = F.avg_pool2d(h, h.shape[-1] // size)
+        return F.pad(h, (0, 0, 0, 0, 0, block.conv2.out_channels - h.shape[1]))
 
 
 @register
@@ -200,7 +213,8 @@ class ViTHead(nn.Module):
 class ViTStack(VisionStack):
     """timm's VisionTransformer taken apart: stem, its transformer blocks, the shared head."""
 
-    def __init__(self, embed_dim, depth, num_heads, mlp_ratio=4.0, num_classes=10, in_chans=3, img_size=32, head="pad"):
+    def __init__(self, embed_dim, depth, num_heads, mlp_ratio=4.0, num_classes=10, in_chans=3, img_size=32, head="pad",
+                 topology="cascade", tau=0.1, normalisation="ingoing"):
         super().__init__()
         if head != "pad":
             raise ValueError(f"head: '{head}' is for ResNets (valid for a ViT: pad)")
@@ -208,6 +222,7 @@ class ViTStack(VisionStack):
 
         vit = self.make_timm(import_timm(), embed_dim, depth, num_heads, mlp_ratio, num_classes, in_chans, img_size)
         self.stem, self.blocks, self.head = ViTStem(vit), vit.blocks, ViTHead(vit)
+        self.connect(topology, tau=tau, normalisation=normalisation)
 
     @staticmethod
     def make_timm(timm, embed_dim, depth, num_heads, mlp_ratio, num_classes, in_chans, img_size):
