@@ -11,19 +11,17 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/resources.smk"
+include: "workflow/rules/vision_common.smk"  # the vision track's helpers: vision.smk and ancre.smk use them
 include: "workflow/rules/surfaces.smk"
 include: "workflow/rules/ancre.smk"
 include: "workflow/rules/ancre_case.smk"
 include: "workflow/rules/vision.smk"
+include: "workflow/rules/lm.smk"
 include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
-        rules.table1.output,
-        rules.figures.output,
-        rules.ancre_table.output,
-        rules.ancre_case.output,
-        VISION_OUT,
+        REPORT_OUT,
         rules.report.output,
     default_target: True

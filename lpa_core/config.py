@@ -1,14 +1,17 @@
 """The one training config: every key with its default, unit and meaning. Unknown keys and bad values are
 errors that name the key and list what is valid. The resolved config is saved into every run.json.
 
-Two tasks share it (lpa_core.train), chosen by `arch`: the surfaces (resmlp) and images (ResNets, ViTs). A key that
-only one task reads is an error when set, away from its default, for the other one (it would be ignored)."""
+Three tasks share it (lpa_core.train), chosen by `arch`: the surfaces (resmlp), images (ResNets, ViTs) and language
+models (lpa_core.lm: named sizes or a save_pretrained directory). A key that only some tasks read is an error when
+set, away from its default, for another one (it would be ignored)."""
 from dataclasses import asdict, dataclass, fields
 
 from lpa_core.data import SURFACES
 
-SURFACE_ONLY = ("width", "depth", "activation", "topology", "tau", "normalisation", "n_train", "n_test", "domain", "grid")
+SURFACE_ONLY = ("width", "depth", "activation", "n_train", "n_test", "domain", "grid")
 VISION_ONLY = ("data_dir", "imagenet_dir", "train_subset", "test_subset", "head", "n_embed", "precision", "workers")
+LM_ONLY = ("seq_len", "vocab_size", "tokenizer", "epoch_batches", "eval_tokens", "n_generate")
+TASK_KEYS = {"surfaces": SURFACE_ONLY, "vision": VISION_ONLY, "lm": LM_ONLY + ("data_dir", "precision")}
 
 
 @dataclass
@@ -19,7 +22,7 @@ class TrainConfig:
     datasets: tuple = ("high_freq",)  # surfaces (lpa_core.data.SURFACES) or images (lpa_core.images.DATASETS: one per job)
     seeds: tuple = (0,)               # one run per seed and dataset; a seed fixes data, init and batch order (images: one seed per job)
     paradigm: str = "simultaneous"    # lpa_core.paradigms.PARADIGMS
-    # model (surfaces; a vision arch fixes its own size)
+    # model (surfaces; a vision arch fixes its own size; the topology keys apply to every arch)
     width: int = 10                   # residual stream and block hidden width
     depth: int = 6                    # number of residual blocks L
     activation: str = "relu"
@@ -39,6 +42,14 @@ class TrainConfig:
     n_embed: int = 512                # test images whose per-depth embeddings go to embeddings.npz (t-SNE, Fig. 5); 0 = none
     precision: str = "auto"           # auto = bf16 autocast, and channels_last for ResNets, on CUDA; fp32 on CPU; fp32 = fp32 everywhere
     workers: int = 4                  # ImageNet: DataLoader worker processes
+    # language models (LM archs: lpa_core.lm.LM_ARCHS or a save_pretrained directory; datasets = the corpus:
+    # pydoc (offline), hf:NAME[:CONFIG] or local text files, lpa_core.text; data_dir holds the trained tokenizer)
+    seq_len: int = 256                # tokens per training sequence (ANCRe Table 7: 256)
+    vocab_size: int = 8192            # tokenizer 'bpe': vocabulary trained on the corpus (our default; GaLore uses T5's 32k)
+    tokenizer: str = "auto"           # bpe = byte-level BPE trained on the training split; a tokenizer.json or a directory holding one; auto = the model directory's (pretrained arch) else bpe
+    epoch_batches: int = 0            # an LM epoch: this many batches of random windows (0 = one pass over the training tokens)
+    eval_tokens: int = 0              # validation tokens evaluated (fixed, from the start of the held-out split; 0 = all)
+    n_generate: int = 40              # tokens generated per prompt and depth in samples.txt
     # optimisation (one recipe for every paradigm; the optimizer is the family's: surfaces Adam(W), ResNet SGD
     # with Nesterov momentum 0.9, ViT AdamW (lpa_core.vision.RECIPES has the public recipe values for images))
     epochs: int = 150                 # passes over the training set; LPA's epoch is Algorithm 1's (L+1 steps/batch)
@@ -52,6 +63,12 @@ class TrainConfig:
     group_size: int = 2               # lpa_grouped: blocks per LPA unit (paper Sec 5.4)
     adaptive_warmup: int = 10         # adaptive_lpa: N_pre warm-up epochs of plain LPA (Alg. 2)
     adaptive_alpha: str = "batch"     # adaptive_lpa: 'batch' = compare with the previous depth of the same batch (Sec 5.3 prose); 'run' = best metric so far, never reset (Alg. 2 as printed)
+    layerdrop_rate: float = 0.2       # layerdrop: probability that a block is dropped for a whole batch (fairseq LayerDrop's p; our default); 0 = simultaneous
+    layerskip_pmax: float = 0.2       # layerskip: per-example dropout rate of the last block, rising from 0 at block 1 (our default); 0 = no layer dropout
+    layerskip_scale: str = "exp"      # layerskip: how the dropout rate rises with depth u = (j-1)/(L-1): exp = pmax (2^u - 1) (torchtune's default), linear = pmax u
+    layerskip_curriculum: str = "rotational"  # layerskip: early exits: rotational = every layerskip_rotation-th block, rotating per step; gradual = switched on from the last block down over the first half of training; none
+    layerskip_rotation: int = 2       # layerskip: rotational curriculum period C (exits at blocks j = step mod C)
+    layerskip_exit_scale: float = 1.0  # layerskip: e_scale, weight of the early-exit losses against the full-depth one (LayerSkip's sum scale, normalised); 0 = full-depth loss only
     # I/O and execution
     eval_every: int = 5               # epochs between history evaluations (the last epoch is always evaluated)
     grid: int = 64                    # points per axis of the saved prediction grid (stored as float16)
@@ -61,6 +78,7 @@ class TrainConfig:
 
     def __post_init__(self):
         from lpa_core.images import DATASETS
+        from lpa_core.lm import LM_ARCHS, is_pretrained
         from lpa_core.models import ACTIVATIONS, ARCHS
         from lpa_core.paradigms import PARADIGMS
         from lpa_core.topology import NORMALISATIONS, TOPOLOGIES
@@ -71,35 +89,44 @@ class TrainConfig:
             ok = isinstance(v, tuple) if want is tuple else not isinstance(v, bool) and isinstance(v, (int, float) if want is float else want)
             if not ok:
                 raise ValueError(f"{f.name}: expected {'a list' if want is tuple else want.__name__}, got {v!r}")
-        if self.arch not in ARCHS and self.arch not in VISION_ARCHS:
-            raise ValueError(f"arch: unknown '{self.arch}' (valid: {', '.join([*ARCHS, *VISION_ARCHS])})")
-        vision = self.task == "vision"
+        if self.arch not in ARCHS and self.arch not in VISION_ARCHS and self.arch not in LM_ARCHS and not is_pretrained(self.arch):
+            raise ValueError(f"arch: unknown '{self.arch}' (valid: {', '.join([*ARCHS, *VISION_ARCHS, *LM_ARCHS])}, or a "
+                             f"transformers save_pretrained directory)")
+        vision, lm = self.task == "vision", self.task == "lm"
         for key, val, valid in [("paradigm", [self.paradigm], PARADIGMS),
-                                ("datasets", self.datasets, DATASETS if vision else SURFACES), ("activation", [self.activation], ACTIVATIONS),
+                                ("datasets", [] if lm else self.datasets, DATASETS if vision else SURFACES), ("activation", [self.activation], ACTIVATIONS),
                                 ("lpa_e2e", [self.lpa_e2e], ("epoch", "batch")), ("adaptive_alpha", [self.adaptive_alpha], ("batch", "run")),
+                                ("layerskip_scale", [self.layerskip_scale], ("exp", "linear")),
+                                ("layerskip_curriculum", [self.layerskip_curriculum], ("rotational", "gradual", "none")),
                                 ("topology", [self.topology], TOPOLOGIES), ("normalisation", [self.normalisation], NORMALISATIONS),
                                 ("head", [self.head], HEADS), ("precision", [self.precision], ("auto", "fp32"))]:
             for v in val:
                 if v not in valid:
                     raise ValueError(f"{key}: unknown '{v}' (valid: {', '.join(valid)})")
-        for key in ("width", "depth", "n_train", "n_test", "epochs", "batch_size", "group_size", "eval_every", "grid", "threads"):
+        for key in ("width", "depth", "n_train", "n_test", "epochs", "batch_size", "group_size", "eval_every", "grid", "threads",
+                    "layerskip_rotation", "seq_len", "vocab_size"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key}: must be a positive integer, got {getattr(self, key)}")
         for key in ("lr", "weight_decay", "warmup_epochs", "adaptive_warmup", "ckpt_every_s", "final_lr_frac",
-                    "train_subset", "test_subset", "n_embed", "workers"):
+                    "train_subset", "test_subset", "n_embed", "workers", "layerskip_exit_scale",
+                    "epoch_batches", "eval_tokens", "n_generate"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key}: must be >= 0, got {getattr(self, key)}")
+        for key in ("layerdrop_rate", "layerskip_pmax"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ValueError(f"{key}: a probability in [0, 1), got {getattr(self, key)}")
         if not self.tau > 0:
             raise ValueError(f"tau: must be > 0, got {self.tau}")
         if not self.datasets or not self.seeds:
             raise ValueError("datasets/seeds: need at least one of each")
         defaults = {f.name: f.default for f in fields(self)}
-        for key in VISION_ONLY if not vision else SURFACE_ONLY:
+        for key in sorted({k for keys in TASK_KEYS.values() for k in keys} - set(TASK_KEYS[self.task])):
             if getattr(self, key) != defaults[key]:
-                raise ValueError(f"{key}: applies to {'vision archs' if not vision else 'the surfaces (arch resmlp)'} "
-                                 f"only, not to arch '{self.arch}' (leave it at {defaults[key]!r})")
-        if vision and len(self.runs) != 1:
-            raise ValueError(f"datasets/seeds: a vision job trains one run (one dataset, one seed), got "
+                where = " and ".join({"surfaces": "the surfaces (arch resmlp)", "vision": "vision archs", "lm": "language models"}[t]
+                                     for t, keys in TASK_KEYS.items() if key in keys)
+                raise ValueError(f"{key}: applies to {where} only, not to arch '{self.arch}' (leave it at {defaults[key]!r})")
+        if (vision or lm) and len(self.runs) != 1:
+            raise ValueError(f"datasets/seeds: a {self.task} job trains one run (one dataset, one seed), got "
                              f"{len(self.datasets)} dataset(s) x {len(self.seeds)} seed(s); fan out in the workflow")
         if vision and self.head != "pad" and not self.arch.startswith("resnet"):
             raise ValueError(f"head: '{self.head}' is for ResNets; a ViT's blocks share one width (valid: pad)")
@@ -122,10 +149,11 @@ class TrainConfig:
 
     @property
     def task(self):
-        """'vision' for an image arch, else 'surfaces' (lpa_core.train.make_task)."""
+        """'vision' for an image arch, 'lm' for a language model, else 'surfaces' (lpa_core.train.make_task)."""
+        from lpa_core.lm import LM_ARCHS, is_pretrained
         from lpa_core.vision_models import VISION_ARCHS
 
-        return "vision" if self.arch in VISION_ARCHS else "surfaces"
+        return "vision" if self.arch in VISION_ARCHS else "lm" if self.arch in LM_ARCHS or is_pretrained(self.arch) else "surfaces"
 
     @property
     def runs(self):

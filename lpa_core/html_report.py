@@ -339,6 +339,30 @@ def render_ancre(df, spec, ctx):
                        "iterations to 1/100 of L₀", "paper (Sec. 3.2)", "agrees"], rows, cls="plain")
 
 
+def render_table5(df, spec, ctx):
+    """Validation perplexity per (paradigm, topology) at every depth (lpa_core.lm_report's table5.csv), then the
+    paper's Table 5 as the qualitative reference it is (judge-rated fluency, not re-runnable here)."""
+    from lpa_core.lm_report import NO_RERUN
+
+    t = df[df.metric == "val_ppl"]
+    depths = sorted(set(t.depth.astype(int)))
+    rows = []
+    for (p, top), g in t.groupby(["paradigm", "topology"], sort=False):
+        v = dict(zip(g.depth.astype(int), g["mean"]))
+        rows.append([esc(f"{p} / {top}")] + [fmt(v.get(d, math.nan), 4) for d in depths])
+    paper = ctx.paper[(ctx.paper.source == LPA) & (ctx.paper.table == "table5")]
+    ref = ""
+    if not paper.empty:
+        layers = sorted(set(paper.depth), key=int)
+        prow = [[esc(par)] + [esc(dict(zip(g.depth, g.value)).get(d, "")) for d in layers]
+                for par, g in paper.groupby("paradigm", sort=False)]
+        ref = ("<h4>LPA paper, Table 5 (judge-rated fluency 1-10 of a 48-layer 1B mini-Qwen; qualitative reference)</h4>"
+               + table_html(["paradigm"] + [f"layer {d}" for d in layers], prow, cls="num"))
+    return ("<h4>Validation perplexity ↓ at depth k (first k decoder layers + shared norm and LM head)</h4>"
+            + table_html(["paradigm / topology"] + [f"depth {d}" for d in depths], rows, cls="num")
+            + ref + f"<p class=s>{esc(NO_RERUN)}</p>")
+
+
 TABLES = [
     TableSpec("table1.csv", "Table 1: residual MLP (6 blocks, width 10) on 2-D surfaces, test error at the final depth",
               "LPA paper, Table 1 (Sec. 5.1)", render_tidy, exp="table1"),
@@ -362,6 +386,9 @@ TABLES = [
               render_tidy, exp="table4", paper=(LPA, "table4")),
     TableSpec("ancre_table2.csv", "LLaMA pre-training on C4: ANCRé vs the cascade", "ANCRé paper, Table 2", render_tidy,
               exp="ancre_table2", paper=(ANCRE, "table2")),
+    TableSpec("table5.csv", "Table 5 (language models): validation perplexity at every depth, per paradigm and topology",
+              "LPA paper, appendix I, Table 5 (fluency of a 1B mini-Qwen: the qualitative reference); second version, "
+              "Fig. 7", render_table5, exp="lm"),
 ]
 
 
@@ -486,6 +513,22 @@ def adaptive_fewer_layers(ctx):
     if fails:
         return NOT_REPRODUCED, f"Fewer blocks, but worse than Simultaneous on {', '.join(fails)}. " + ev
     return REPRODUCED, "Fewer blocks on average and better than Simultaneous on every surface. " + ev
+
+
+def lm_intermediate(ctx):
+    t = ctx.table("table5.csv")
+    t = t[(t.metric == "val_ppl") & (t.topology == "cascade")]
+    m = t.pivot_table(index="depth", columns="paradigm", values="mean", aggfunc="first")
+    if not {"lpa", "simultaneous"} <= set(m.columns):
+        raise NotRun("no cascade lpa and simultaneous rows in table5.csv")
+    L = int(m.index.max())
+    quarters = sorted({max(1, math.ceil(L * q / 4)) for q in (1, 2, 3)} - {L})
+    rows = [(d, fmt(m.at[d, "lpa"]), fmt(m.at[d, "simultaneous"]), mark(m.at[d, "lpa"] < m.at[d, "simultaneous"]))
+            for d in quarters]
+    ev = table_html(["depth", "LPA ppl", "Simultaneous ppl", ""], rows, cls="num")
+    if all(m.at[d, "lpa"] < m.at[d, "simultaneous"] for d in quarters):
+        return REPRODUCED, f"LPA's perplexity is lower at depths {quarters} of {L}." + ev
+    return NOT_REPRODUCED, f"LPA's perplexity is not lower at every depth of {quarters} (of {L})." + ev
 
 
 def depth_curves(ctx, paradigm):
@@ -805,6 +848,11 @@ CLAIMS = [
                             "(60M-1B).",
           "Mean validation perplexity (ancre_table2.csv), ANCRé below the cascade for every model size.",
           beats("ancre_table2.csv", "ancre", ["cascade"], ["val_ppl"], by="arch")),
+    Claim(LPA, "App. I, Table 5", "The progressive property is preserved in the intermediate layers of a language model "
+                                  "trained with LPA (12 of 48 layers still chat; Simultaneous's do not).",
+          "Measurable stand-in for the judge's fluency (table5.csv, cascade): LPA's mean validation perplexity through "
+          "the shared head below Simultaneous's at the intermediate quarter depths L/4, L/2, 3L/4 (both trained for the same "
+          "epochs, the paper's protocol: LPA takes L+1 optimizer steps per batch).", lm_intermediate),
 ]
 
 
@@ -831,6 +879,10 @@ def caption(name):
         return f"LPA {which}: {ds}, the shared head read out after each block, and test MSE/MAE against depth."
     if stem == "fig_history_surfaces":
         return "Training curves: final-depth test MSE against epochs and optimizer steps (has every paradigm plateaued?)."
+    if stem == "fig_lm_layerwise":
+        return "LPA second version Figure 7 analogue: validation perplexity of a small decoder LM at every depth, per paradigm and topology."
+    if stem == "fig_lm_ancre_curves":
+        return "ANCRé Figure 5 analogue: full-depth validation perplexity over optimizer steps, cascade (solid) vs ANCRé (dashed)."
     if stem.startswith("ancre_fig6"):
         return "ANCRé Figure 6 analogue: the learned shortcut weights p_ij of the ANCRé runs on the surfaces."
     if stem.startswith("fig4_layerwise_"):

@@ -11,9 +11,10 @@ Models carry a leading *run* axis of size `n_runs`: runs that share a schedule (
 vectorised model with batched weights, each run with its own init, data and optimizer state.
 
 Layer dropout (the layerdrop and layerskip paradigms): inside `with model.dropping(keep):` block j's branch is
-multiplied by keep[j-1], a bool per example ([B]) or one bool for the whole batch; a block kept by no example is
-not computed at all (x_j = S_j), which is what makes structured LayerDrop cheaper. BlockStack (below) is the same
-interface for library blocks (timm, torchvision, transformers) that carry their own shortcut.
+multiplied by keep[j-1], a bool per example ([B]; [R, B] per run on the run-stacked models) or one bool for the
+whole batch; a block kept by no example is not computed at all (x_j = S_j), which is what makes structured
+LayerDrop cheaper. BlockStack (below) is the same interface for library blocks (timm, torchvision, transformers)
+that carry their own shortcut.
 """
 import contextlib
 import math
@@ -21,7 +22,7 @@ import math
 import torch
 from torch import nn
 
-from lpa_core.topology import Cascade, make_topology
+from lpa_core.topology import Cascade, make_topology, mix_states
 
 
 class ResidualStack(nn.Module):
@@ -54,8 +55,8 @@ class ResidualStack(nn.Module):
         return k.float()
 
     def gate(self, f, k):
-        """The branch f [R, d, B] with the examples of keep mask k [B] kept."""
-        return f * k.to(f.dtype).view(1, 1, -1)
+        """The branch f [R, d, B] with the examples of keep mask k kept: k [B] (every run alike) or [R, B] (per run)."""
+        return f * k.to(f.dtype).view(k.shape[0] if k.dim() == 2 else 1, 1, -1)
 
     def states(self, x, depth=None):
         """[x_0, x_1, ..., x_depth]: the stem output, then x_j = F_j(x_{j-1}) + S_j(x_0..x_{j-1})."""
@@ -99,28 +100,34 @@ class BlockStack(ResidualStack):
 
     def project(self, h, j, ref):
         """State h in the shape of block j's output, for the block's input ref (identity: blocks that keep the
-        shape)."""
+        shape). Linear, and h itself where the shape does not change."""
         return h
+
+    def unproject(self, g, j, ref, shape):
+        """The transpose of `project` (a state of `shape` into block j): g in block j's output shape -> `shape`."""
+        return g
 
     def gate(self, f, k):
         return f * k.to(f.dtype).view(-1, *[1] * (f.dim() - 1))
 
     def step(self, j, xs, w):
-        """x_j from the states xs = [x_0..x_{j-1}] and block j's topology weights w."""
+        """x_j from the states xs = [x_0..x_{j-1}] and block j's topology weights w. The mix is one fused running
+        sum that keeps no copies for backward (lpa_core.topology.mix_states); for a block kept whole, its own
+        shortcut is folded into the coefficients (p_{j-1,j} - 1 on x_{j-1}), so one-hot coefficients give the
+        library block's output bit for bit."""
         block, h, k = self.blocks[j - 1], xs[-1], self.kept(j)
-        cascade = isinstance(self.topology, Cascade)
-        P = lambda x: self.project(x, j, h)
+        mix = self.topology.block_weights(w, xs)  # (p, states), None under cascade
+        P, PT = lambda x: self.project(x, j, h), lambda g, shape: self.unproject(g, j, h, shape)
         if k is False:
-            return P(h) if cascade else self.topology.join(torch.zeros_like(P(h)).unsqueeze(0), [P(x).unsqueeze(0) for x in xs], w).squeeze(0)
+            return P(h) if mix is None else mix_states(torch.zeros_like(P(h)), *mix, P, PT)
         out = block(h)
-        if cascade and k is None:
-            return out
-        f = out - P(h)
-        if k is not None:
-            f = self.gate(f, k)
-        if cascade:
-            return P(h) + f
-        return self.topology.join(f.unsqueeze(0), [P(x).unsqueeze(0) for x in xs], w).squeeze(0)
+        if k is None:
+            if mix is None:
+                return out
+            p, states = mix
+            return mix_states(out, torch.cat([p[:-1], p[-1:] - 1]), states, P, PT)
+        f = self.gate(out - P(h), k)
+        return P(h) + f if mix is None else mix_states(f, *mix, P, PT)
 
     def walk(self, x, depth=None):
         """x_1..x_depth one at a time (a generator). Under cascade only the last state is kept alive, so

@@ -130,11 +130,20 @@ ANCRE_REFERENCE = {"cascade": ("table2", "cascade"), "ancre": ("table4", "ancre_
                    "all_fixed": ("table5", "all_fixed_1_over_j"), "gains": ("table5", "learnable_cascade")}
 
 
+def topology_variant(cfg):
+    """A run's topology variant (workflow/rules/common.smk TOPOLOGY_VARIANTS) from its resolved config."""
+    topo, norm = cfg.get("topology", "cascade"), cfg.get("normalisation", "ingoing")
+    return topo if topo != "ancre" or norm == "ingoing" else f"ancre_{norm}"
+
+
 def ancre_table(dirs, paper_csv):
-    """Tidy: dataset, arch, paradigm, topology, metric, mean, std, n_seeds, n_diverged (final-depth test error)."""
-    lw = read_runs(dirs, "layerwise.csv")
-    lw["topology"] = lw.exp.str.removeprefix("ancre_")
-    final = lw[lw.depth == lw.depth.max()].assign(ok=lambda d: d.status == "ok")
+    """Tidy: dataset, arch, paradigm, topology, metric, mean, std, n_seeds, n_diverged at each model's full depth
+    (surfaces: test MSE/MAE; vision: test accuracy % and loss). The variant comes from each run's run.json, so a
+    cascade run of another experiment (Table 2's, for the vision models) counts as the cascade row."""
+    frames = [read_runs([d], "layerwise.csv").assign(
+        topology=topology_variant(json.loads((Path(d) / "run.json").read_text())["config"])) for d in dirs]
+    lw = pd.concat(frames, ignore_index=True)
+    final = lw[lw.depth == lw.groupby("arch").depth.transform("max")].assign(ok=lambda d: d.status == "ok")
     keys = ["dataset", "arch", "paradigm", "topology", "metric"]
     tab = final.groupby(keys, sort=False).apply(lambda g: pd.Series({
         "mean": g.value[g.ok].mean(), "std": g.value[g.ok].std(), "n_seeds": int(g.ok.sum()),
@@ -149,7 +158,7 @@ def ancre_table(dirs, paper_csv):
 
 def ancre_markdown(tab, ref, prov):
     cfg = prov["config"]
-    lines = ["# ANCRé topologies on the residual MLP (surfaces): final-depth test MSE", "",
+    lines = ["# ANCRé topologies: the residual MLP on surfaces (final-depth test MSE), the vision models (accuracy)", "",
              f"Mean ± std over seeds {cfg['seeds']}; {cfg['epochs']} epochs, Adam lr {cfg['lr']}, tau {cfg['tau']}; the "
              "training recipe of Table 1. Variants: `cascade` (standard residuals), `ancre` (all shortcuts, learnable, "
              "ingoing softmax), `ancre_outgoing`, `ancre_none` (unnormalised: the paper's Table 4 ablation), `all_fixed` "
@@ -171,6 +180,7 @@ def ancre_markdown(tab, ref, prov):
                 cells.append(f"**{c}**" if row.n_seeds > 0 and row["mean"] == best[d] else c)
             lines.append(f"| {topo} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += vision_ancre_markdown(tab)
     if not ref.empty:
         wide = ref.pivot_table(index="topology", columns="model", values="val_ppl", aggfunc="first").reindex(
             [v for v in ANCRE_REFERENCE if v in set(ref.topology)])
@@ -181,6 +191,36 @@ def ancre_markdown(tab, ref, prov):
         lines += [f"| {v} | " + " | ".join(str(x) for x in row) + " |" for v, row in wide.iterrows()]
         lines.append("")
     return "\n".join(lines)
+
+
+def vision_ancre_markdown(tab):
+    """The vision rows: per paradigm, topology x (dataset, arch), full-depth test accuracy (%)."""
+    t = tab[tab.metric == "test_acc_pct"]
+    if t.empty:
+        return []
+    cols = list(dict.fromkeys(zip(t.dataset, t.arch)))
+    lines = ["## Vision models: full-depth test accuracy (%)", "",
+             "Cascade vs ANCRé on the ResNet/ViT of the vision track, trained with the vision recipe "
+             "(lpa_core.vision.RECIPES and the scale's config; a cascade row is the Table 2 run of the same recipe). "
+             "The ANCRé paper has no image-classification numbers to set beside these. **Bold**: best mean per column "
+             "within a paradigm.", ""]
+    for par, g in t.groupby("paradigm", sort=False):
+        best = g[g.n_seeds > 0].groupby(["dataset", "arch"])["mean"].max()
+        lines += [f"### {par}", "", "| topology | " + " | ".join(f"{a} ({d})" for d, a in cols) + " |",
+                  "|---" * (len(cols) + 1) + "|"]
+        for topo, h in g.groupby("topology", sort=False):
+            cells = []
+            for d, a in cols:
+                row = h[(h.dataset == d) & (h.arch == a)]
+                if row.empty:
+                    cells.append("")
+                    continue
+                row = row.iloc[0]
+                c = cell(row, "{:.2f}")
+                cells.append(f"**{c}**" if row.n_seeds > 0 and row["mean"] == best[d, a] else c)
+            lines.append(f"| {topo} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
 
 
 def ancre_table_cmd(args):

@@ -3,7 +3,8 @@ trained as one vectorised residual MLP (lpa_core.models: run-stacked weights, lp
 
 The task's outputs, beside the loop's run.json (lpa_core.train): layerwise.csv (test MSE and MAE at every depth),
 history.csv (train/test error at full depth per evaluated epoch), summary.csv (one row per run) and grid.npz
-(predictions on a plotting grid at every depth, float16, and the truth).
+(predictions on a plotting grid at every depth, float16, and the truth); layerdrop runs add pruned.csv (test error
+of LayerDrop's pruned sub-networks).
 """
 import math
 
@@ -14,11 +15,13 @@ from lpa_core import io
 from lpa_core.data import grid, make_surface, surface
 from lpa_core.models import create_model
 from lpa_core.optim import RunAdam
+from lpa_core.paradigms.layerdrop import PRUNE_RATES, keep_pattern
 
 KEYS = ["exp", "dataset", "arch", "paradigm", "seed"]
 HISTORY = KEYS + ["epoch", "steps", "samples", "wall_s", "lr", "metric", "value"]
 SUMMARY = KEYS + ["status", "diverged_epoch", "steps", "samples", "wall_s", "n_blocks", "effective_depth",
                   "reduction_pct", "params_per_run"]
+PRUNED = KEYS + ["rate", "blocks_kept", "metric", "value", "status"]  # layerdrop runs: LayerDrop's pruned sub-networks
 
 
 def run_keys(cfg, r):
@@ -148,3 +151,17 @@ class SurfaceTask:
         io.write_csv(out / "layerwise.csv", KEYS + ["depth", "metric", "value", "status"], layerwise)
         io.write_csv(out / "history.csv", HISTORY, history)
         io.write_csv(out / "summary.csv", SUMMARY, summary)
+        if cfg.paradigm == "layerdrop":
+            io.write_csv(out / "pruned.csv", PRUNED, self.pruned(status))
+
+    def pruned(self, status):
+        """pruned.csv rows: test MSE and MAE of the stack pruned at each of PRUNE_RATES (LayerDrop's every-other
+        pruning, lpa_core.paradigms.layerdrop.keep_pattern): the dropped blocks skipped, the shared head on top."""
+        rows = []
+        for rate in PRUNE_RATES:
+            keep = keep_pattern(self.cfg.depth, rate)
+            with self.model.dropping(keep):
+                err = self.evaluate(self.x_test, self.y_test)[self.cfg.depth]
+            rows += [run_keys(self.cfg, r) + [rate, sum(keep), m, float("nan") if self.bad[r] else float(err[k][r]), status[r]]
+                     for r in range(self.n_runs) for k, m in enumerate(("mse", "mae"))]
+        return rows

@@ -6,6 +6,8 @@ history rows, its result files) is behind a small interface, chosen by cfg.arch:
             layerwise.csv, history.csv, summary.csv, grid.npz
   vision    lpa_core.vision.VisionTask: one run (one dataset, one seed) of a ResNet or ViT on images;
             layerwise.csv, history.csv, summary.csv, embeddings.npz, inference.csv
+  lm        lpa_core.lm.LMTask: one run of a transformers decoder (Llama, Qwen2) on text (lpa_core.text);
+            layerwise.csv, history.csv, summary.csv, samples.txt
 
 A task has what a paradigm uses (lpa_core.paradigms: cfg, n_runs, model, state, batches, loss, loss_at, step)
 and what the loop uses: steps, samples, bad (per-run tensors [R]), describe() (the job's first log line),
@@ -40,6 +42,10 @@ def make_task(cfg):
         from lpa_core.vision import VisionTask
 
         return VisionTask(cfg)
+    if cfg.task == "lm":
+        from lpa_core.lm import LMTask
+
+        return LMTask(cfg)
     return Context(cfg)
 
 

@@ -11,6 +11,8 @@ Outputs, beside the loop's run.json, each written atomically:
   embeddings.npz  per-depth embeddings (what the head's linear layer sees) of cfg.n_embed fixed test images,
                   float16 [L, n, D], with labels and indices: the t-SNE figure (Fig. 5)
   inference.csv   per depth k: parameters and measured latency of the model truncated to k blocks (Sec 5.4)
+  pruned.csv      layerdrop runs only: test accuracy and loss of LayerDrop's pruned sub-networks (every k-th block
+                  dropped, lpa_core.paradigms.layerdrop.keep_pattern)
 
 Optimisation: torch.optim, the family's public recipe (RECIPES; the numbers go in the config, the optimizer is
 fixed here). Inactive blocks get no update at all: every step zeroes gradients to None and back-propagates only
@@ -32,7 +34,8 @@ import torch.nn.functional as F
 
 from lpa_core import io
 from lpa_core.images import load_images
-from lpa_core.surfaces import HISTORY, KEYS, SUMMARY
+from lpa_core.paradigms.layerdrop import PRUNE_RATES, keep_pattern
+from lpa_core.surfaces import HISTORY, KEYS, PRUNED, SUMMARY
 from lpa_core.vision_models import create_vision_model, truncate
 
 # Public recipes, one per family; the paper gives only the epochs (ResNet 50, ViT 300).
@@ -61,12 +64,17 @@ def family(arch):
 
 
 def make_optimizer(model, arch, lr, weight_decay):
-    """The family's torch.optim optimizer (RECIPES)."""
+    """The family's torch.optim optimizer (RECIPES). Shortcut coefficients (lpa_core.topology: `block.shortcut`)
+    get no weight decay in either family (our choice: the papers are silent; decay would pull ANCRe's logits
+    towards uniform coefficients and the gains towards 0)."""
+    coeffs = [p for name, p in model.named_parameters() if name.endswith(".shortcut")]
     if family(arch) == "resnet":
-        return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+        rest = [p for name, p in model.named_parameters() if not name.endswith(".shortcut")]
+        groups = [{"params": rest}] + ([{"params": coeffs, "weight_decay": 0.0}] if coeffs else [])
+        return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
     decay, plain = [], []
     for name, p in model.named_parameters():
-        (plain if p.ndim <= 1 or name.endswith(("pos_embed", "cls_token")) else decay).append(p)
+        (plain if p.ndim <= 1 or name.endswith(("pos_embed", "cls_token", ".shortcut")) else decay).append(p)
     return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}], lr=lr)
 
 
@@ -119,7 +127,7 @@ class VisionTask:
         with torch.random.fork_rng(devices=[]):  # the init stream: the run's seed, separate from the data's
             torch.manual_seed(1_000_003 + self.seed)
             model = create_vision_model(cfg.arch, num_classes=spec.classes, in_chans=spec.channels, img_size=spec.size,
-                                        head=cfg.head)
+                                        head=cfg.head, topology=cfg.topology, tau=cfg.tau, normalisation=cfg.normalisation)
         self.channels_last = self.amp and family(cfg.arch) == "resnet"
         self.model = model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
         self.model.amp = self.amp
@@ -271,4 +279,13 @@ class VisionTask:
         io.write_csv(out / "layerwise.csv", LAYERWISE, layerwise)
         io.write_csv(out / "history.csv", HISTORY, history)
         io.write_csv(out / "summary.csv", VSUMMARY, summary)
+        if cfg.paradigm == "layerdrop":  # LayerDrop's pruned sub-networks (lpa_core.paradigms.layerdrop.keep_pattern)
+            pruned = []
+            for rate in PRUNE_RATES:
+                keep = keep_pattern(L, rate)
+                with self.model.dropping(keep):
+                    acc, loss = self.evaluate("test", every_depth=False)[L]
+                pruned += [keys + [rate, sum(keep), m, float("nan") if bad else v, status[0]]
+                           for m, v in (("test_acc_pct", acc), ("test_loss", loss))]
+            io.write_csv(out / "pruned.csv", PRUNED, pruned)
         io.write_csv(out / "inference.csv", INFERENCE, inference)

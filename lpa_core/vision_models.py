@@ -150,7 +150,13 @@ class ResNetStack(VisionStack):
         size = -(-ref.shape[-1] // block.stride)
         if h.shape[-1] != size:
             h = F.avg_pool2d(h, h.shape[-1] // size)
-        return F.pad(h, (0, 0, 0, 0, 0, block.conv2.out_channels - h.shape[1]))
+        pad = block.conv2.out_channels - h.shape[1]
+        return F.pad(h, (0, 0, 0, 0, 0, pad)) if pad else h  # h itself where nothing changes: no copy
+
+    def unproject(self, g, j, ref, shape):
+        """project's transpose: drop the padded channels, spread each pooled value evenly over its k x k window."""
+        g, k = g[:, :shape[1]], shape[-1] // g.shape[-1]
+        return F.interpolate(g, scale_factor=k, mode="nearest") / (k * k) if k > 1 else g.contiguous()
 
 
 @register

@@ -22,7 +22,6 @@ from test_workflow import ROOT, tiny  # noqa: E402
 # The documented command (README, profiles/regenerate/config.yaml), on 2 cores.
 REGENERATE = ["--profile", "profiles/regenerate", "--cores", "2"]
 PROFILE = yaml.safe_load((ROOT / "profiles/regenerate/config.yaml").read_text())
-AGGREGATE = {"all", *PROFILE["forcerun"]}  # the only rules a regeneration may run
 PROJECT = ["Snakefile", "workflow", "config", "profiles", "lpa_core", "environment.yml", "pyproject.toml", ".gitignore"]
 
 
@@ -35,7 +34,7 @@ def small(cfg):
     quick["table1"]["seeds"] = [0]
     if "ancre" in cfg:
         cfg["ancre"].update(datasets=["saddle"], runs={"simultaneous": ["ancre"]})
-        quick["ancre"] = {"seeds": [0], "train": dict(quick["table1"]["train"])}
+        quick["ancre"] = {**quick["ancre"], "seeds": [0], "train": dict(quick["table1"]["train"])}
     if "ancre_case" in cfg:
         quick.setdefault("ancre_case", {})["seeds"] = [0]
 
@@ -90,18 +89,18 @@ def test_regenerate_from_cached_runs_trains_nothing(tmp_path):
     # a fresh clone: no .snakemake metadata, every file's mtime the checkout's
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(src), str(clone)], tmp_path)
-    report = clone / "results/report.html"  # not committed (.gitignore: several MB, rebuilt from the rest)
-    outputs = [*sorted((clone / "results/tables").glob("table1.*")),
-               *sorted((clone / "results/tables").glob("ancre.*")), *sorted((clone / "figures").glob("fig*.png")),
-               *sorted((clone / "figures").glob("ancre_fig6*.png"))]  # what table1, figures, ancre_table, report write
+    report = clone / "results/report_quick.html"  # not committed (.gitignore: several MB, rebuilt from the rest)
+    outputs = [*sorted((clone / "results/tables/quick").glob("table1.*")),
+               *sorted((clone / "results/tables/quick").glob("ancre.*")), *sorted((clone / "figures/quick").glob("fig*.png")),
+               *sorted((clone / "figures/quick").glob("ancre_fig6*.png"))]  # what table1, figures, ancre_table, report write
     cached = sorted(p for p in (clone / "results/runs").rglob("*") if p.is_file())
     assert [p.relative_to(clone) for p in cached] == [p.relative_to(src) for p in runs]
     assert all(p.is_file() for p in outputs), [str(p) for p in outputs if not p.is_file()]
     before = {p: p.stat().st_mtime_ns for p in [*outputs, *cached]}
 
     jobs = scheduled(snakemake(clone, "-n", *REGENERATE).stdout)
-    assert not any(j.startswith("train") for j in jobs) and set(jobs) <= AGGREGATE, jobs
-    assert PROFILE["rerun-triggers"] == "mtime" and {"table1", "figures", "report"} <= set(jobs), jobs
+    assert not any(j.startswith(("train", "fetch")) for j in jobs), jobs
+    assert PROFILE["rerun-triggers"] == "mtime" and {"table1", "figures", "ancre_table", "report"} <= set(jobs), jobs
 
     assert not report.exists()
     snakemake(clone, *REGENERATE)
@@ -110,6 +109,24 @@ def test_regenerate_from_cached_runs_trains_nothing(tmp_path):
         assert p.stat().st_size > 0 and p.stat().st_mtime_ns > before[p], p
     for p in cached:  # untouched: nothing trained
         assert p.stat().st_mtime_ns == before[p], p
-    page = (clone / "results/report.html").read_text()
+    page = report.read_text()
     assert "Table 1" in page and "data:image/png;base64," in page
     assert not (clone / "checkpoints").exists()  # no training job ever started
+
+
+def test_paper_scale_regeneration_schedules_no_training():
+    """This repository at scale paper: the cached tracks (Table 1, ANCRé) are rebuilt, the tracks with no cached
+    runs (vision needs GPUs) are left out with a message instead of being trained."""
+    r = snakemake_dry(ROOT, "--profile", "profiles/regenerate")
+    jobs = scheduled(r.stdout)
+    assert not any(j.startswith(("train", "fetch")) for j in jobs), jobs
+    assert {"regenerate_stamp", "table1", "figures", "ancre_table", "report"} <= set(jobs), jobs
+    missing = [d for d in (ROOT / "results/runs/paper").glob("table2/*/*/*/seed*") if not (d / "run.json").exists()]
+    if not (ROOT / "results/runs/paper/table2").exists() or missing:
+        assert "cached_only: vision:" in r.stderr and "left out: the track" in r.stderr
+
+
+def snakemake_dry(wd, *args):
+    bindir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+    return run([os.path.join(bindir, "snakemake"), "-n", "--cores", "1", *args], wd, env=env)

@@ -84,7 +84,7 @@ def test_slice_of_the_dag_runs_through_slurm(tmp_path, slurm_cluster):
     cfg = yaml.safe_load((wd / "config/config.yaml").read_text())
     shutil.copy(ROOT / "environment.yml", wd / "environment.yml")  # the rules' conda: directive names it
     slurm_profile(wd)
-    table = "results/tables/table1.csv"
+    table = "results/tables/quick/table1.csv"
     # the training jobs ask for a GPU as a GPU rule does (Snakemake's `gpu`/`gpu_model` resources; the local
     # cluster offers 2 of type `fake`, or the machine's real ones); the training itself stays on the CPU
     model = "gpu" if list(Path("/dev").glob("nvidia[0-9]*")) else "fake"

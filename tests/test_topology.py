@@ -2,6 +2,7 @@
 topologies exactly, ANCRe under LPA leaves inactive blocks and their coefficients untouched bit for bit, every
 topology trains and writes coeffs.csv, unnormalised ANCRe may diverge but is recorded, the Fig 6 heatmap."""
 import argparse
+import json
 import math
 
 import pandas as pd
@@ -13,6 +14,7 @@ from lpa_core.models import create_model
 from lpa_core.paradigms import PARADIGMS, simultaneous
 from lpa_core.topology import TOPOLOGIES, add_commands, coefficients, heatmap, make_topology
 from lpa_core.train import Context, train
+from lpa_core.vision_models import create_vision_model
 
 L = 5
 NB = 4  # batches per epoch: n_train 200 / batch_size 50
@@ -272,3 +274,173 @@ def test_topology_registry_matches_the_schema():
     assert props["topology"]["enum"] == list(TOPOLOGIES)
     assert props["normalisation"]["enum"] == ["ingoing", "outgoing", "none"]
     assert props["tau"]["exclusiveMinimum"] == 0
+
+
+# --- the vision stacks: library blocks under a topology (lpa_core.models.BlockStack) ---------------------------------
+
+VISION = ["resnet10_w16", "vit6_d64"]  # the smallest of each family: 4 and 6 blocks
+
+
+def vmodel(arch, topology="ancre", normalisation="ingoing", img_size=32):
+    torch.manual_seed(0)  # same library weights whatever the topology (coefficients attach after, init without RNG)
+    return create_vision_model(arch, topology=topology, normalisation=normalisation, img_size=img_size).eval()
+
+
+def randomise(m):
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for b in m.blocks:
+            b.shortcut.copy_(torch.randn(b.shortcut.shape, generator=g) * 0.3)
+
+
+def vision_by_hand(m, x, coeff):
+    """x_j = block_j(x_{j-1}) - P_j(x_{j-1}) + sum_i coeff(j)[i] P_j(x_i), written out with the library blocks."""
+    xs = [m.stem(x)]
+    for j, b in enumerate(m.blocks, 1):
+        h = xs[-1]
+        P = lambda z: m.project(z, j, h)  # noqa: E731
+        xs.append(b(h) - P(h) + sum(p * P(z) for p, z in zip(coeff(j), xs)))
+    return xs[1:]
+
+
+@pytest.mark.parametrize("arch", VISION)
+@pytest.mark.parametrize("normalisation", ["ingoing", "outgoing"])
+def test_vision_coefficients_sum_to_one(arch, normalisation):
+    m = vmodel(arch, normalisation=normalisation)
+    randomise(m)
+    c = pd.DataFrame(coefficients(m), columns=["run", "j", "i", "p"])
+    assert len(c) == m.depth * (m.depth + 1) // 2 and (c.p >= 0).all()
+    assert c.groupby("j" if normalisation == "ingoing" else "i").p.sum().sub(1).abs().max() < 1e-6
+    assert c[c.j > 1].groupby("j").p.nunique().min() > 1  # not uniform: the sums are not trivially 1
+
+
+@pytest.mark.parametrize("arch", VISION)
+@pytest.mark.parametrize("normalisation", ["ingoing", "outgoing"])
+def test_vision_one_hot_ancre_is_the_library_model_bit_for_bit(arch, normalisation):
+    """p_{j-1,j} = 1 (every other p = 0) is cascade, i.e. the library blocks as written, at every depth."""
+    cascade, ancre = vmodel(arch, "cascade"), vmodel(arch, "ancre", normalisation)
+    assert all(torch.equal(a, b) for a, b in zip(cascade.state_dict().values(),
+                                                 [v for k, v in ancre.state_dict().items() if not k.endswith("shortcut")]))
+    set_logits(ancre, lambda j: j - 1)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(ancre.features(x), cascade.features(x)))
+        assert torch.equal(ancre(x), cascade(x))
+
+
+@pytest.mark.parametrize("arch", VISION)
+@pytest.mark.parametrize("name,coeff", [
+    ("skip_two", lambda j: [float(i == max(0, j - 2)) for i in range(j)]),  # one 0:2-style shortcut i = j-2 -> j
+    ("all_from_input", lambda j: [float(i == 0) for i in range(j)]),
+    ("all_fixed", lambda j: [1 / j] * j)])
+def test_vision_fixed_patterns_match_a_hand_computation(arch, name, coeff):
+    if name == "all_fixed":
+        m = vmodel(arch, "all_fixed")
+    else:
+        m = vmodel(arch, "ancre")
+        set_logits(m, lambda j: coeff(j).index(1.0))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        for a, b in zip(m.features(x), vision_by_hand(m, x, coeff)):
+            assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", VISION)
+def test_vision_mix_gradients_match_plain_autograd(arch):
+    """The fused mix's own backward (lpa_core.topology.mix_states) against autograd through the hand computation,
+    in float64, for the coefficients and every weight."""
+    m = vmodel(arch, "ancre").double()
+    randomise(m)
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    ours = torch.autograd.grad(m.head(m.features(x)[-1]).square().sum(), list(m.parameters()))
+    w = [p[0] for p in m.topology.weights(m.blocks, None)]
+    ref = torch.autograd.grad(m.head(vision_by_hand(m, x, lambda j: w[j - 1])[-1]).square().sum(), list(m.parameters()))
+    assert all(torch.allclose(a, b, rtol=1e-9, atol=1e-12) for a, b in zip(ours, ref))
+
+
+@pytest.fixture
+def tiny_images(monkeypatch):
+    """Every vision task loads 8 x 8 RGB images of 3 classes (24 train, 12 test), whatever the dataset."""
+    from lpa_core import vision
+    from lpa_core.images import Spec, TensorImages
+
+    def load(name, cfg):
+        g = torch.Generator().manual_seed(0)
+        split = {k: (torch.randint(0, 256, (n, 3, 8, 8), generator=g, dtype=torch.uint8), torch.randint(0, 3, (n,), generator=g))
+                 for k, n in (("train", 24), ("test", 12))}
+        return TensorImages("tiny", Spec(3, 3, 8, (0.5,) * 3, (0.25,) * 3), split, cfg.device)
+
+    vision._DATA.clear()
+    monkeypatch.setattr(vision, "load_images", load)
+    yield
+    vision._DATA.clear()
+
+
+def vcfg(arch, **kw):
+    base = dict(arch=arch, datasets=("cifar10",), seeds=(0,), epochs=2, batch_size=8, lr=0.05 if "resnet" in arch else 1e-3,
+                weight_decay=5e-4 if "resnet" in arch else 0.05, eval_every=1, n_embed=0, ckpt_every_s=1e9,
+                topology="ancre")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def vision_snapshot(task):
+    """{block j: (weights, then the coefficients last; optimizer state; BatchNorm buffers)}, cloned."""
+    out = {}
+    for j, b in enumerate(task.model.blocks, 1):
+        ps = [p for n, p in b.named_parameters() if n != "shortcut"] + [b.shortcut]
+        state = [v.clone() for p in ps for _, v in sorted(task.opt.state.get(p, {}).items())]
+        out[j] = ([p.detach().clone() for p in ps], state, [x.clone() for x in b.buffers()])
+    return out
+
+
+@pytest.mark.parametrize("arch", VISION)
+@pytest.mark.parametrize("normalisation", ["ingoing", "outgoing"])
+def test_vision_ancre_under_lpa_leaves_deeper_blocks_and_their_coefficients_bit_for_bit(tiny_images, arch, normalisation):
+    """After a warm epoch (momentum / Adam moments everywhere): a step at depth d moves blocks <= d (coefficients
+    included) and leaves blocks > d, their coefficients, optimizer state and BatchNorm statistics bit for bit, with
+    grads None. SGD Nesterov + weight decay (ResNet), AdamW + weight decay (ViT)."""
+    from lpa_core.vision import VisionTask
+
+    task = VisionTask(vcfg(arch, paradigm="lpa", normalisation=normalisation))
+    L = task.model.depth
+    simultaneous(task, 0)
+    assert all(p in task.opt.state for p in task.model.parameters())
+    orig, seen = task.step, []
+
+    def step(losses, params, runs=None):
+        ids = {id(p) for p in params}
+        d = max(j for j, b in enumerate(task.model.blocks, 1) if id(b.shortcut) in ids)
+        before = vision_snapshot(task)
+        orig(losses, params, runs)
+        after = vision_snapshot(task)
+        for j in range(1, L + 1):
+            (w0, s0, b0), (w1, s1, b1) = before[j], after[j]
+            same = lambda a, b: all(torch.equal(x, y) for x, y in zip(a, b))  # noqa: E731
+            if j > d:
+                assert same(w0, w1) and same(s0, s1) and same(b0, b1), f"block {j} changed in a step at depth {d}"
+                assert all(p.grad is None for p in task.model.blocks[j - 1].parameters())
+            else:
+                assert not same(w0[:-1], w1[:-1]), f"block {j} did not step at depth {d}"
+                if j > 1 or normalisation != "ingoing":  # block 1's ingoing logit has zero gradient
+                    assert not torch.equal(w0[-1], w1[-1]), f"coefficients of block {j} did not move"
+        seen.append(d)
+
+    task.step = step
+    PARADIGMS["lpa"](task, 1)
+    assert seen == list(range(1, L + 1)) * 3 + [L] * 3
+
+
+@pytest.mark.parametrize("arch", VISION)
+def test_tiny_vision_run_with_ancre_writes_coeffs_csv(tiny_images, tmp_path, arch):
+    status = train(vcfg(arch, exp="ancre_ancre", tau=0.1), tmp_path / "out", tmp_path / "ck", log=QUIET)
+    assert status == ["ok"]
+    c = pd.read_csv(tmp_path / "out/coeffs.csv")
+    L = {"resnet10_w16": 4, "vit6_d64": 6}[arch]
+    assert list(c.columns) == ["exp", "dataset", "arch", "paradigm", "seed", "topology", "j", "i", "p"]
+    assert len(c) == L * (L + 1) // 2 and (c.arch == arch).all() and (c.topology == "ancre").all()
+    assert (c.dataset == "cifar10").all() and (c.seed == 0).all() and (c.exp == "ancre_ancre").all()
+    assert c.groupby("j").p.sum().sub(1).abs().max() < 1e-5
+    assert c[c.j > 1].groupby("j").p.nunique().max() > 1  # learnt: moved off uniform
+    cfg = json.loads((tmp_path / "out/run.json").read_text())["config"]
+    assert (cfg["topology"], cfg["normalisation"], cfg["tau"]) == ("ancre", "ingoing", 0.1)

@@ -40,8 +40,8 @@ def test_dry_run_schedules_one_job_per_paradigm(tmp_path, scale):
     assert r.returncode == 0, r.stderr
     cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     n_paradigms = len(cfg["table1"]["paradigms"])
-    assert f"train_surfaces        {n_paradigms}" in r.stdout
     jobs = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", r.stdout, re.M)}
+    assert jobs.get("train_surfaces") == n_paradigms, jobs
     assert jobs.get("train_vision") == vision_jobs(cfg, scale), jobs
     assert {"table2", "table3", "sec54", "inference", "vision_figures"} <= set(jobs) and "table4" not in jobs
     assert "fetch_data" not in jobs  # a guard inside each training job, not a job of `all`
@@ -92,7 +92,14 @@ def tiny(cfg):
         "epochs": 3, "n_train": 300, "n_test": 300, "batch_size": 50, "adaptive_warmup": 1, "eval_every": 1, "grid": 20}}
     cfg["ancre"].update(datasets=["saddle"], runs={"simultaneous": ["cascade", "ancre"]})
     cfg["scales"]["quick"]["ancre"] = {"seeds": [0], "train": dict(cfg["scales"]["quick"]["table1"]["train"])}
+    cfg["scales"]["quick"]["ancre"]["vision"] = {"archs": ["resnet10_w16"], "datasets": ["fashion_mnist"], "seeds": [0],
+                                                 "runs": {"simultaneous": ["cascade", "ancre"]}}  # one ANCRé vision job
     cfg["scales"]["quick"]["ancre_case"] = {"seeds": [0]}
+    # language model: two paradigms under cascade, one under ANCRé, a few batches
+    cfg["lm"].update(paradigms=["simultaneous", "lpa"], ancre_paradigms=["simultaneous"])
+    lm = cfg["scales"]["quick"]["lm"]
+    lm["ancre_paradigms"] = ["simultaneous"]
+    lm["train"].update(epochs=1, epoch_batches=4, eval_tokens=1024, n_generate=4, vocab_size=512)
     # vision: one model, two paradigms, tiny subsets, one epoch; Sec 5.4 adds one lpa_grouped job, Fig 10 none
     cfg["vision"].update(paradigms=["simultaneous", "lpa"], table3={"arch": "resnet18", "paradigms": ["simultaneous", "lpa"]})
     cfg["scales"]["quick"]["vision"] = {
@@ -106,26 +113,28 @@ def test_tiny_real_run_end_to_end(tmp_path):
     wd = workdir(tmp_path, tiny)
     r = snakemake(wd, "--cores", "2", "--config", "scale=quick")
     assert r.returncode == 0, r.stderr[-3000:]
-    table = pd.read_csv(wd / "results/tables/table1.csv")
+    table = pd.read_csv(wd / "results/tables/quick/table1.csv")
     assert set(table.paradigm) == {"simultaneous", "lpa", "adaptive_lpa"}
     assert set(table.dataset) == {"saddle", "high_freq"} and set(table.metric) >= {"mse", "mae"}
     assert (table.n_seeds == 2).all() and table["mean"].notna().all()
     assert table.loc[table.paradigm == "lpa", "paper_value"].notna().all()  # the paper's value stands beside ours
-    assert "±" in (wd / "results/tables/table1.md").read_text()
+    assert "±" in (wd / "results/tables/quick/table1.md").read_text()
     for name in ("fig2_surfaces.png", "fig3_layerwise_saddle.png", "fig3_layerwise_high_freq.png"):
-        assert (wd / "figures" / name).stat().st_size > 10_000
-    ancre = pd.read_csv(wd / "results/tables/ancre.csv")
+        assert (wd / "figures/quick" / name).stat().st_size > 10_000
+    ancre = pd.read_csv(wd / "results/tables/quick/ancre.csv")
     assert set(ancre.topology) == {"cascade", "ancre"} and ancre["mean"].notna().all()
-    assert (wd / "figures/ancre_fig6_coeffs.png").stat().st_size > 10_000
-    assert "ANCR" in (wd / "results/report.html").read_text()
-    t2 = pd.read_csv(wd / "results/tables/table2.csv")
+    assert (wd / "figures/quick/ancre_fig6_coeffs.png").stat().st_size > 10_000
+    assert "ANCR" in (wd / "results/report_quick.html").read_text()
+    t2 = pd.read_csv(wd / "results/tables/quick/table2.csv")
     assert set(t2.paradigm) == {"simultaneous", "lpa"} and set(t2.arch) == {"resnet10_w16"} and t2["mean"].notna().all()
     assert (t2.paper_arch == "resnet18").all() and t2.paper_value.notna().all()
-    assert "lpa_grouped_k2" in set(pd.read_csv(wd / "results/tables/sec54.csv").paradigm)
+    assert "lpa_grouped_k2" in set(pd.read_csv(wd / "results/tables/quick/sec54.csv").paradigm)
     for name in ("fig4_layerwise_fashion_mnist.png", "fig5_tsne_fashion_mnist_resnet10_w16.png",
                  "fig6_curves_fashion_mnist.png", "fig10_lr.png", "fig_inference.png"):
-        assert (wd / "figures" / name).stat().st_size > 10_000, name
-    assert "Table 2: ResNet-18/34" in (wd / "results/report.html").read_text()
+        assert (wd / "figures/quick" / name).stat().st_size > 10_000, name
+    assert "Table 2: ResNet-18/34" in (wd / "results/report_quick.html").read_text()
+    t5 = pd.read_csv(wd / "results/tables/quick/table5.csv")
+    assert {"simultaneous", "lpa"} <= set(t5.paradigm) and {"cascade", "ancre"} <= set(t5.topology)
     again = snakemake(wd, "-n", "--config", "scale=quick")  # nothing left to do
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 

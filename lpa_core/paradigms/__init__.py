@@ -2,11 +2,14 @@
 shared step primitive `ctx.step(losses, params, runs)`; see lpa_core.train.Context."""
 from lpa_core.paradigms.adaptive_lpa import adaptive_lpa
 from lpa_core.paradigms.deep_supervision import deep_supervision
+from lpa_core.paradigms.layerdrop import layerdrop
+from lpa_core.paradigms.layerskip import layerskip
 from lpa_core.paradigms.lpa import lpa, lpa_grouped
 from lpa_core.paradigms.sequential import sequential
 from lpa_core.paradigms.simultaneous import simultaneous
 
-PARADIGMS = {f.__name__: f for f in (simultaneous, sequential, lpa, adaptive_lpa, lpa_grouped, deep_supervision)}
+PARADIGMS = {f.__name__: f for f in (simultaneous, sequential, lpa, adaptive_lpa, lpa_grouped, deep_supervision,
+                                     layerskip, layerdrop)}
 
 
 def get_paradigm(name):

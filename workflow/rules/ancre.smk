@@ -1,9 +1,39 @@
 # ANCRé's learned residual topology on the residual MLP: one job per (paradigm, topology variant) of config
 # `ancre.runs`, each training every surface x seed as one vectorised model; the table puts the ablations of the
 # ANCRé paper (normalisation: its Table 4; connectivity: its Table 5) beside cascade, and the heatmap is its Fig 6.
+# On the vision models (`ancre.vision`): one job per (dataset, arch, paradigm, variant, seed) on the vision track's
+# recipe (vision_common.smk: vision.recipes, vision.train and the scale's overrides), `ancre.vision.train` on top:
+#   {RUNS}/ancre/{dataset}/{arch}/{paradigm}/{variant}/seed{seed}/
+# A cascade run equal to a Table 2 run (same recipe: ancre.vision.train sets only tau / n_embed, which cascade
+# training does not read) is not trained again: the table reads the Table 2 run.
+include: "ancre_common.smk"
 
-ANCRE = config["ancre"]
-ANCRE_DIRS = [f"{RUNS}/ancre/{ANCRE['arch']}/{p}/{v}" for p, vs in ANCRE["runs"].items() for v in vs]
+
+rule train_topology_vision:
+    output:
+        **{f: f"{RUNS}/ancre/{{dataset}}/{{arch}}/{{paradigm}}/{{variant}}/seed{{seed}}/{f}.csv"
+           for f in ("layerwise", "history", "summary", "coeffs")},
+        run=f"{RUNS}/ancre/{{dataset}}/{{arch}}/{{paradigm}}/{{variant}}/seed{{seed}}/run.json",
+    wildcard_constraints:
+        dataset="[a-z0-9_]+",
+        seed="[0-9]+",
+    params:
+        args=ancre_vision_args,
+        have_data=lambda w: data_check(w.dataset),
+        data_dir=V_DATA,
+        out=lambda w, output: os.path.dirname(output.run),
+        ckpt=lambda w: f"checkpoints/{SCALE}/ancre/{w.dataset}/{w.arch}/{w.paradigm}/{w.variant}/seed{w.seed}",
+    log:
+        f"logs/{SCALE}/ancre/{{dataset}}/{{arch}}/{{paradigm}}/{{variant}}/seed{{seed}}.log",
+    threads: rule_threads("train_vision")
+    resources:
+        **rule_resources("train_vision"),
+    conda:
+        "../../environment.yml"
+    shell:
+        gpu_claim("train_vision")
+        + "(({params.have_data} || python -m lpa_core fetch-data --datasets {wildcards.dataset} --data-dir {params.data_dir})"
+        " && python -m lpa_core train {params.args} --threads {threads} --out {params.out} --ckpt-dir {params.ckpt}) > {log} 2>&1"
 
 
 rule train_topology:
@@ -32,18 +62,20 @@ rule train_topology:
 
 rule ancre_table:
     input:
+        stamp=REGEN,
         layerwise=[f"{d}/layerwise.csv" for d in ANCRE_DIRS],
-        coeffs=[f"{d}/coeffs.csv" for d in ANCRE_DIRS],
+        coeffs=[f"{d}/coeffs.csv" for d in ANCRE_LEARNED],
+        run=[f"{d}/run.json" for d in ANCRE_DIRS],
         paper=config["paper_results"],
     output:
-        csv=f"{config['results']}/tables/ancre.csv",
-        md=f"{config['results']}/tables/ancre.md",
-        heatmap=f"{config['figures']}/ancre_fig6_coeffs.png",
+        csv=f"{TABLES}/ancre.csv",
+        md=f"{TABLES}/ancre.md",
+        heatmap=f"{FIGS}/ancre_fig6_coeffs.png",
     params:
         dirs=lambda w, input: [os.path.dirname(f) for f in input.layerwise],
-        learned=lambda w, input: [d for d in map(os.path.dirname, input.coeffs) if os.path.basename(d).startswith("ancre")],
+        learned=lambda w, input: [os.path.dirname(f) for f in input.coeffs],
     log:
-        "logs/ancre_table.log",
+        f"logs/{SCALE}/ancre_table.log",
     conda:
         "../../environment.yml"
     shell:

@@ -19,10 +19,10 @@ ANCRE_CASE_ARGS = (  # the scale (module presets: paper, quick), its seeds, the 
 
 rule ancre_case:
     output:
-        csv=f"{config['results']}/tables/ancre_case.csv",
-        summary=f"{config['results']}/tables/ancre_case_summary.csv",
-        run=f"{config['results']}/tables/ancre_case.json",
-        fig=f"{config['figures']}/ancre_fig2.png",
+        csv=f"{TABLES}/ancre_case.csv",
+        summary=f"{TABLES}/ancre_case_summary.csv",
+        run=f"{TABLES}/ancre_case.json",
+        fig=f"{FIGS}/ancre_fig2.png",
     params:
         args=ANCRE_CASE_ARGS,
     log:

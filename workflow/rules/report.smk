@@ -7,26 +7,39 @@
 # (tests/test_regenerate.py checks that this schedules no training job in a fresh clone).
 
 
-# Rules whose outputs are tables (CSV, JSON sidecars) and figures (PNG) of the report, beside table1 and figures.
-REPORT_OUT = [*rules.table1.output, *rules.figures.output, *_outputs_of("ancre_case"), *_outputs_of("ancre_table"),
-              *(VISION_OUT if workflow.is_rule("train_vision") else [])]
-REPORT_RUNS = [*SURF_DIRS, *(ANCRE_DIRS if workflow.is_rule("train_topology") else []),
-               *(VISION_DIRS if workflow.is_rule("train_vision") else [])]
+# The tracks in this run: (outputs, run folders) of each whose rule file is included, and the run folders that
+# take part (common.smk `cached`: all, or under cached_only the cached ones; ANCRé's were filtered where its table
+# is defined). `all` asks for the outputs of the tracks taking part and the report; a track left out shows in the
+# report as 'not yet run'.
+TRACKS = {"table1": ([*rules.table1.output, *rules.figures.output], SURF_DIRS),
+          "ancre": (_outputs_of("ancre_table"), ANCRE_DIRS if workflow.is_rule("train_topology") else []),
+          "ancre_case": (_outputs_of("ancre_case"), None),
+          "vision": (VISION_OUT if workflow.is_rule("train_vision") else [], VISION_DIRS if workflow.is_rule("train_vision") else []),
+          "lm": (LM_OUT if workflow.is_rule("train_lm") else [], LM_DIRS if workflow.is_rule("train_lm") else [])}
+TAKING_PART = {t: (outs, dirs if dirs is None or t == "ancre" else cached(t, dirs)) for t, (outs, dirs) in TRACKS.items() if outs}
+TAKING_PART = {t: (outs, dirs) for t, (outs, dirs) in TAKING_PART.items() if dirs is None or dirs}
+REPORT_OUT = [f for outs, _ in TAKING_PART.values() for f in outs]
+REPORT_RUNS = [d for _, dirs in TAKING_PART.values() for d in dirs or []]
+
+rule regenerate_stamp:  # forced by profiles/regenerate: every aggregation rule reads it (common.smk REGEN)
+    output:
+        touch(REGEN),
 
 
 rule report:
     input:
+        stamp=REGEN,
         tables=[f for f in REPORT_OUT if f.endswith((".csv", ".json"))],
         figures=[f for f in REPORT_OUT if f.endswith(".png")],
         runs=[f"{d}/run.json" for d in REPORT_RUNS],
         layerwise=[f"{d}/layerwise.csv" for d in REPORT_RUNS],
         paper=config["paper_results"],
     output:
-        html=f"{config['results']}/report.html",
+        html=REPORT,
     params:
         runs=REPORT_RUNS,
     log:
-        "logs/report.log",
+        f"logs/{SCALE}/report.log",
     conda:
         "../../environment.yml"
     shell:

@@ -31,16 +31,17 @@ SURF_DIRS = [run_dir("table1", SURF["arch"], p) for p in SURF["paradigms"]]
 
 rule table1:
     input:
+        stamp=REGEN,
         layerwise=[f"{d}/layerwise.csv" for d in SURF_DIRS],
         summary=[f"{d}/summary.csv" for d in SURF_DIRS],
         paper=config["paper_results"],
     output:
-        csv=f"{config['results']}/tables/table1.csv",
-        md=f"{config['results']}/tables/table1.md",
+        csv=f"{TABLES}/table1.csv",
+        md=f"{TABLES}/table1.md",
     params:
         dirs=lambda w, input: [os.path.dirname(f) for f in input.layerwise],
     log:
-        "logs/table1.log",
+        f"logs/{SCALE}/table1.log",
     conda:
         "../../environment.yml"
     shell:
@@ -49,17 +50,18 @@ rule table1:
 
 rule figures:
     input:
+        stamp=REGEN,
         grids=[f"{d}/grid.npz" for d in SURF_DIRS],
         layerwise=[f"{d}/layerwise.csv" for d in SURF_DIRS],
     output:
-        fig2=f"{config['figures']}/fig2_surfaces.png",
-        fig3=expand(f"{config['figures']}/fig3_layerwise_{{surface}}.png", surface=SURF["datasets"]),
-        history=f"{config['figures']}/fig_history_surfaces.png",
+        fig2=f"{FIGS}/fig2_surfaces.png",
+        fig3=expand(f"{FIGS}/fig3_layerwise_{{surface}}.png", surface=SURF["datasets"]),
+        history=f"{FIGS}/fig_history_surfaces.png",
     params:
         dirs=lambda w, input: [os.path.dirname(f) for f in input.layerwise],
         outdir=lambda w, output: os.path.dirname(output.fig2),
     log:
-        "logs/figures.log",
+        f"logs/{SCALE}/figures.log",
     conda:
         "../../environment.yml"
     shell:

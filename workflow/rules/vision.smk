@@ -17,7 +17,6 @@
 # Data: CIFAR is downloaded into vision.data_dir on first use; a job whose dataset is not there yet first runs
 # `python -m lpa_core fetch-data` (a shell test decides, not a param) under a file lock (one download; parallel
 # jobs wait for it). On a cluster whose nodes are offline: `snakemake fetch_data --cores 1` on the login node first.
-include: "vision_common.smk"
 
 
 wildcard_constraints:
@@ -67,6 +66,7 @@ rule fetch_data:  # not part of `all`: `snakemake fetch_data --cores 1` download
 
 rule table2:
     input:
+        stamp=REGEN,
         run=[f"{d}/run.json" for d in T2_DIRS],
         layerwise=[f"{d}/layerwise.csv" for d in T2_DIRS],
         summary=[f"{d}/summary.csv" for d in T2_DIRS],
@@ -78,7 +78,7 @@ rule table2:
         dirs=_dirs,
         args=VTABLE,
     log:
-        "logs/table2.log",
+        f"logs/{SCALE}/table2.log",
     conda:
         "../../environment.yml"
     shell:
@@ -87,6 +87,7 @@ rule table2:
 
 rule table3:
     input:
+        stamp=REGEN,
         run=[f"{d}/run.json" for d in T3_DIRS],
         layerwise=[f"{d}/layerwise.csv" for d in T3_DIRS],
         summary=[f"{d}/summary.csv" for d in T3_DIRS],
@@ -98,7 +99,7 @@ rule table3:
         dirs=_dirs,
         args=VTABLE,
     log:
-        "logs/table3.log",
+        f"logs/{SCALE}/table3.log",
     conda:
         "../../environment.yml"
     shell:
@@ -107,6 +108,7 @@ rule table3:
 
 rule sec54:
     input:
+        stamp=REGEN,
         run=[f"{d}/run.json" for d in SEC54_DIRS],
         layerwise=[f"{d}/layerwise.csv" for d in SEC54_DIRS],
         summary=[f"{d}/summary.csv" for d in SEC54_DIRS],
@@ -118,7 +120,7 @@ rule sec54:
         dirs=_dirs,
         args=VTABLE,
     log:
-        "logs/sec54.log",
+        f"logs/{SCALE}/sec54.log",
     conda:
         "../../environment.yml"
     shell:
@@ -127,6 +129,7 @@ rule sec54:
 
 rule inference:
     input:
+        stamp=REGEN,
         run=[f"{d}/run.json" for d in T2_DIRS],
         layerwise=[f"{d}/layerwise.csv" for d in T2_DIRS],
         inference=[f"{d}/inference.csv" for d in T2_DIRS],
@@ -138,7 +141,7 @@ rule inference:
         dirs=_dirs,
         args=VTABLE,
     log:
-        "logs/inference.log",
+        f"logs/{SCALE}/inference.log",
     conda:
         "../../environment.yml"
     shell:
@@ -147,6 +150,7 @@ rule inference:
 
 rule vision_figures:
     input:
+        stamp=REGEN,
         run=[f"{d}/run.json" for d in T2_DIRS],
         layerwise=[f"{d}/layerwise.csv" for d in T2_DIRS],
         history=[f"{d}/history.csv" for d in T2_DIRS + FIG10_DIRS],
@@ -165,7 +169,7 @@ rule vision_figures:
         outdir=lambda w, output: os.path.dirname(output.fig10),
         args=VTABLE,
     log:
-        "logs/vision_figures.log",
+        f"logs/{SCALE}/vision_figures.log",
     conda:
         "../../environment.yml"
     shell:
@@ -179,6 +183,7 @@ if IMAGENET:
 
     rule table4:
         input:
+            stamp=REGEN,
             run=[f"{d}/run.json" for d in T4_DIRS],
             layerwise=[f"{d}/layerwise.csv" for d in T4_DIRS],
             summary=[f"{d}/summary.csv" for d in T4_DIRS],
@@ -190,7 +195,7 @@ if IMAGENET:
             dirs=_dirs,
             args=VTABLE,
         log:
-            "logs/table4.log",
+            f"logs/{SCALE}/table4.log",
         conda:
             "../../environment.yml"
         shell:

@@ -1,5 +1,5 @@
 # The vision track's configuration for this scale, run folders and job options: the functions and names
-# workflow/rules/vision.smk uses (included from there). See vision.smk for the layout.
+# workflow/rules/vision.smk and ancre.smk use (included by the Snakefile before both). See vision.smk for the layout.
 import re
 import shlex
 
@@ -42,7 +42,8 @@ for _p in VIS["table3"]["paradigms"]:
 IMAGENET = bool(VIS.get("imagenet_dir"))
 T4 = VIS.get("table4", {})
 T4_ARCH = ARCH_FOR.get(T4.get("arch"), T4.get("arch"))
-PARADIGM_NAMES = ["simultaneous", "sequential", "lpa", "adaptive_lpa", "lpa_grouped", "deep_supervision"]
+PARADIGM_NAMES = ["simultaneous", "sequential", "lpa", "adaptive_lpa", "lpa_grouped", "deep_supervision", "layerskip",
+                  "layerdrop"]
 SETTING_RE = rf"(?:{'|'.join(PARADIGM_NAMES)})(?:_lrx[0-9.]+)?|lpa_grouped_k[0-9]+"
 
 
@@ -125,8 +126,6 @@ T4_DIRS = [f"{RUNS}/table4/imagenet/{T4_ARCH}/{p}/seed{s}" for p in T4.get("para
 VISION_DIRS = list(dict.fromkeys(T2_DIRS + T3_DIRS + SEC54_DIRS + FIG10_DIRS + (T4_DIRS if IMAGENET else [])))
 ARCH_MAP = " ".join(f"{run}={paper}" for run, paper in PAPER_ARCH.items() if run != paper)
 VTABLE = (f"--paper {config['paper_results']} --scale {SCALE}" + (f" --arch-map {ARCH_MAP}" if ARCH_MAP else ""))
-TABLES = f"{config['results']}/tables"
-FIGS = config["figures"]
 _RUN_FILES = ["layerwise", "history", "summary", "inference"]
 
 

@@ -1,0 +1,383 @@
+"""The language-model track (LPA appendix I / second version Sec 5.3, ANCRé Sec 5.1): a decoder-only transformer
+from `transformers` (Llama, Qwen2) in the residual-stack interface, trained on text (lpa_core.text) under any
+paradigm and residual topology through the one loop of lpa_core.train.
+
+Model (LMStack, a BlockStack): the library's own modules, initialised by the library (`post_init`: normal(0,
+initializer_range) weights, unit RMSNorm gains) under the run's seed, or loaded from a local `save_pretrained`
+directory (arch = its path: the second version's Qwen2-0.5B fine-tuning setting).
+  stem   token embedding; it also computes, once per forward, what every decoder layer shares (rotary cos/sin,
+         position ids, the causal mask(s) the library builds) and leaves them in `stem.shared`
+  blocks the decoder layers, each wrapped to map h -> h with the stem's shared inputs (DecoderBlock)
+  head   the final RMSNorm + lm_head, shared by every depth (logits at depth k = lm_head(norm(x_k)))
+At full depth under cascade, forward(ids) equals the library's CausalLM logits (tested); with tied embeddings
+(Qwen2's small models) the embedding is one parameter of stem and head, listed once by `params`.
+
+Named sizes (LM_ARCHS): lm_tiny / qwen2_tiny (quick, CPU), llama_60m / llama_130m / llama_350m (GaLore's configs,
+which ANCRé's Table 7 trains: 8 / 12 / 24 layers; vocabulary = the tokenizer's), qwen2_small (Qwen2-0.5B's shape,
+24 layers, from scratch).
+
+Recipe (RECIPE; ANCRé Table 7 follows GaLore's torchrun_main.py: Adam(W) betas (0.9, 0.999), weight decay 0, no
+gradient clipping, linear warm-up over 10% of the steps, cosine to 10% of the peak lr, sequences of 256, batch 512,
+lr 5e-3 (60M) / 1e-3 (130M, 350M)). An LM epoch is cfg.epoch_batches batches of random windows (or one pass over
+the training split when 0), so the loop's per-epoch cosine gives Table 7's schedule as epochs x epoch_batches
+steps with warmup_epochs = epochs / 10. LPA's epoch is Algorithm 1's: (L+1) x epoch_batches steps.
+
+Outputs, beside the loop's run.json and coeffs.csv (any topology):
+  layerwise.csv  validation perplexity, loss (nats/token) and next-token accuracy (%) at every depth 1..L
+  history.csv    per evaluated epoch: validation loss, perplexity and accuracy at full depth
+  summary.csv    status, steps, tokens, effective depth, parameters in all and at the effective depth
+  pruned.csv     layerdrop runs only: validation perplexity, loss, accuracy of LayerDrop's pruned sub-networks
+  samples.txt    greedy and sampled continuations of fixed prompts at depths L/4, L/2, 3L/4, L (Table 5's
+                 quarter points) through the shared head
+"""
+import contextlib
+import math
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lpa_core import io
+from lpa_core.models import BlockStack
+from lpa_core.paradigms.layerdrop import PRUNE_RATES, keep_pattern
+from lpa_core.surfaces import HISTORY, KEYS, PRUNED, SUMMARY
+from lpa_core.text import load_text
+
+RECIPE = dict(optimizer="AdamW (0.9, 0.999)", lr=1e-3, weight_decay=0.0, warmup_frac=0.1, final_lr_frac=0.1,
+              seq_len=256, batch_size=512)
+LAYERWISE = KEYS + ["depth", "metric", "value", "status"]
+LSUMMARY = SUMMARY + ["params_effective", "tokens"]
+PROMPTS = ("The", "A list is", "The import statement", "Exceptions are")  # fixed prompts of samples.txt
+_DATA = {}  # loaded text, kept for a task re-made in the same process
+
+
+# --- model --------------------------------------------------------------------------------------------------------
+
+class Shared:
+    """What every decoder layer of one forward reads (a plain object: not a module, so it owns no parameters)."""
+    rope = pos = masks = None
+
+
+class LMStem(nn.Module):
+    def __init__(self, embed, rotary, config):
+        super().__init__()
+        self.embed_tokens, self.rotary_emb, self.config, self.shared = embed, rotary, config, Shared()
+
+    def forward(self, ids):
+        from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
+
+        h = self.embed_tokens(ids)
+        pos = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0)
+        kw = dict(config=self.config, inputs_embeds=h, attention_mask=None, past_key_values=None, position_ids=pos)
+        masks = {"full_attention": create_causal_mask(**kw)}
+        if "sliding_attention" in (getattr(self.config, "layer_types", None) or []):
+            masks["sliding_attention"] = create_sliding_window_causal_mask(**kw)
+        s = self.shared
+        s.pos, s.masks, s.rope = pos, masks, self.rotary_emb(h, pos)
+        return h
+
+
+class DecoderBlock(nn.Module):
+    """A library decoder layer as a block h -> h (its own residuals inside), reading the stem's shared inputs."""
+
+    def __init__(self, layer, shared, kind="full_attention"):
+        super().__init__()
+        self.layer, self.shared, self.kind = layer, shared, kind
+
+    def forward(self, h):
+        s = self.shared
+        return self.layer(h, attention_mask=s.masks[self.kind], position_embeddings=s.rope, position_ids=s.pos)
+
+
+class LMHead(nn.Module):
+    def __init__(self, norm, lm_head):
+        super().__init__()
+        self.norm, self.lm_head = norm, lm_head
+
+    def pre_logits(self, h):
+        return self.norm(h)
+
+    def forward(self, h):
+        return self.lm_head(self.norm(h))
+
+
+class LMStack(BlockStack):
+    """A transformers CausalLM (`lm`) taken apart: embedding stem, decoder-layer blocks, shared norm + lm_head.
+    Inputs token ids [B, T], logits [B, T, V]. With `amp` (CUDA: the task sets it) forwards run under bf16 autocast."""
+
+    amp = False
+
+    def __init__(self, lm, topology="cascade", tau=0.01, normalisation="ingoing"):
+        super().__init__()
+        base, cfg = lm.model, lm.config
+        self.config = cfg
+        self.stem = LMStem(base.embed_tokens, base.rotary_emb, cfg)
+        kinds = getattr(cfg, "layer_types", None) or ["full_attention"] * len(base.layers)
+        self.blocks = nn.ModuleList(DecoderBlock(layer, self.stem.shared, k) for layer, k in zip(base.layers, kinds))
+        self.head = LMHead(base.norm, lm.lm_head)
+        self.connect(topology, tau=tau, normalisation=normalisation)
+
+    def autocast(self):
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
+
+    def features(self, x, depth=None):
+        with self.autocast():
+            return list(self.walk(x, depth))
+
+    def forward(self, x, depth=None):
+        with self.autocast():
+            return super().forward(x, depth)
+
+    def params(self, depth=None, first=0):
+        """As ResidualStack.params, each parameter once (a tied embedding belongs to stem and head)."""
+        return list({id(p): p for p in super().params(depth, first)}.values())
+
+
+LM_ARCHS = {
+    # name: (family, transformers config keys); vocab_size comes from the tokenizer
+    "lm_tiny": ("llama", dict(hidden_size=64, intermediate_size=176, num_hidden_layers=4, num_attention_heads=4)),
+    "qwen2_tiny": ("qwen2", dict(hidden_size=64, intermediate_size=176, num_hidden_layers=4, num_attention_heads=4,
+                                 num_key_value_heads=2, tie_word_embeddings=True)),
+    # GaLore configs/llama_{60m,130m,350m}.json (ANCRé Table 7's models)
+    "llama_60m": ("llama", dict(hidden_size=512, intermediate_size=1376, num_hidden_layers=8, num_attention_heads=8)),
+    "llama_130m": ("llama", dict(hidden_size=768, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=12)),
+    "llama_350m": ("llama", dict(hidden_size=1024, intermediate_size=2736, num_hidden_layers=24, num_attention_heads=16)),
+    # Qwen2-0.5B's shape (the second version's model), from scratch
+    "qwen2_small": ("qwen2", dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                                  num_key_value_heads=2, tie_word_embeddings=True, rope_theta=1e6)),
+}
+
+
+def is_pretrained(arch):
+    """An arch that names a local directory (a path) rather than a registered size."""
+    return arch not in LM_ARCHS and (os.sep in arch or arch.startswith(".") or os.path.isdir(arch))
+
+
+def lm_config(arch, vocab_size, max_len=2048):
+    """The transformers config of a named size (Llama: rms_norm_eps 1e-6 as GaLore's; untied head)."""
+    import transformers
+
+    if arch not in LM_ARCHS:
+        raise ValueError(f"arch: unknown '{arch}' (valid: {', '.join(LM_ARCHS)} or a save_pretrained directory)")
+    family, kw = LM_ARCHS[arch]
+    if family == "llama":
+        return transformers.LlamaConfig(vocab_size=vocab_size, max_position_embeddings=max_len, rms_norm_eps=1e-6,
+                                        tie_word_embeddings=False, **kw)
+    return transformers.Qwen2Config(vocab_size=vocab_size, max_position_embeddings=max_len, **kw)
+
+
+def create_lm(arch, vocab_size=None, topology="cascade", tau=0.01, normalisation="ingoing"):
+    """LMStack of a named size (from scratch: the library's init under the current torch seed) or of a local
+    save_pretrained directory (its weights, fp32)."""
+    import transformers
+
+    if is_pretrained(arch):
+        if not (Path(arch) / "config.json").is_file():
+            raise ValueError(f"arch: '{arch}' is not a transformers model directory (no config.json)")
+        lm = transformers.AutoModelForCausalLM.from_pretrained(arch, dtype=torch.float32)
+    else:
+        lm = transformers.AutoModelForCausalLM.from_config(lm_config(arch, vocab_size))
+    return LMStack(lm, topology=topology, tau=tau, normalisation=normalisation)
+
+
+# --- task ---------------------------------------------------------------------------------------------------------
+
+def make_optimizer(model, lr, weight_decay):
+    """AdamW; weight decay on matrices only (none on norms, biases, topology logits: nanoGPT's rule)."""
+    decay, plain = [], []
+    for name, p in model.named_parameters():  # each parameter once (a tied embedding too)
+        (decay if p.ndim >= 2 and not name.endswith("shortcut") else plain).append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}],
+                             lr=lr, betas=(0.9, 0.999))
+
+
+def quarter_depths(L):
+    """Depths L/4, L/2, 3L/4, L (rounded up, distinct): Table 5's 12/24/36/48 of 48 layers."""
+    return sorted({max(1, math.ceil(L * q / 4)) for q in (1, 2, 3, 4)})
+
+
+class LMTask:
+    """One run of a language model: what a paradigm sees (batches, loss, loss_at, step) and what the loop needs
+    (lpa_core.train). Per-run tensors have shape [1]."""
+
+    def __init__(self, cfg):
+        self.cfg, self.n_runs = cfg, 1
+        (self.dataset, self.seed), = cfg.runs
+        self.device = torch.device(cfg.device)
+        self.amp = self.device.type == "cuda" and cfg.precision == "auto"
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+        tokenizer = cfg.tokenizer
+        if tokenizer == "auto":
+            tokenizer = cfg.arch if is_pretrained(cfg.arch) else "bpe"
+        key = (self.dataset, tokenizer, cfg.vocab_size, cfg.seq_len, cfg.data_dir, cfg.device)
+        if key not in _DATA:
+            _DATA.clear()
+            _DATA[key] = load_text(self.dataset, tokenizer, cfg.vocab_size, cfg.seq_len, cfg.data_dir, cfg.device)
+        self.data = _DATA[key]
+        with torch.random.fork_rng(devices=[]):  # the init stream: the run's seed, separate from the data's
+            torch.manual_seed(1_000_003 + self.seed)
+            model = create_lm(cfg.arch, self.data.tok.get_vocab_size(), cfg.topology, cfg.tau, cfg.normalisation)
+        if self.data.tok.get_vocab_size() > model.config.vocab_size:
+            raise ValueError(f"tokenizer: {self.data.tok.get_vocab_size()} tokens, more than the model's vocabulary "
+                             f"({model.config.vocab_size})")
+        self.model = model.to(self.device)
+        self.model.amp = self.amp
+        self.opt = make_optimizer(self.model, cfg.lr, cfg.weight_decay)
+        self.lr = cfg.lr
+        self.gen = torch.Generator().manual_seed(2_000_003 + self.seed)  # window positions and order
+        self.steps = torch.zeros(1, dtype=torch.long)
+        self.samples = torch.zeros(1, dtype=torch.long)
+        self.bad = torch.zeros(1, dtype=torch.bool)
+        self.state = {}
+        self.n_params = sum(p.numel() for p in self.model.parameters())
+        from importlib.metadata import version  # (importing datasets itself costs seconds)
+
+        self.versions = {k: version(k) for k in ("transformers", "tokenizers", "datasets")}
+
+    # --- what a paradigm uses -----------------------------------------------------------------------------------
+
+    def batches(self):
+        """One epoch of next-token batches (x, y) [B, T]; the model in train mode."""
+        self.model.train()
+        yield from self.data.train_batches(self.cfg.batch_size, self.cfg.seq_len, self.gen, self.cfg.epoch_batches)
+
+    def _ce(self, logits, y):
+        return F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+
+    def loss_at(self, h, y):
+        """Next-token cross-entropy [1] of the shared head on representation h [B, T, d]."""
+        with self.model.autocast():
+            logits = self.model.head(h)
+        return self._ce(logits, y).reshape(1)
+
+    def loss(self, x, y, depth=None, metric=False):
+        """Cross-entropy [1] at `depth` (None = full); metric=True adds next-token accuracy [1] (higher is better)."""
+        logits = self.model(x, depth)
+        ce = self._ce(logits, y).reshape(1)
+        if not metric:
+            return ce
+        return ce, (logits.detach().argmax(-1) == y).float().mean().reshape(1)
+
+    def step(self, losses, params, runs=None):
+        """Backward into `params` only (every other parameter keeps grad None, so torch.optim skips it: no
+        gradient, weight decay or moment update), then one optimizer step. runs: bool mask [1] (False: no step)."""
+        nonfinite = ~torch.isfinite(losses.detach()).cpu()
+        runs = None if runs is None else runs.cpu()
+        self.bad |= nonfinite if runs is None else nonfinite & runs
+        active = ~self.bad if runs is None else runs & ~self.bad
+        if not active.any():
+            return
+        self.opt.zero_grad(set_to_none=True)
+        losses.sum().backward(inputs=params)
+        self.opt.step()
+        self.steps += active.long()
+        self.samples += active.long() * self.cfg.batch_size
+
+    # --- what the loop uses -------------------------------------------------------------------------------------
+
+    def describe(self):
+        c = self.cfg
+        per = f"{c.epoch_batches} batches" if c.epoch_batches else "a pass"
+        return (f"1 run: {c.arch} ({self.n_params / 1e6:.2f}M params, {self.model.depth} blocks, {c.topology}) on "
+                f"{self.dataset} ({len(self.data.train)} train / {len(self.data.val)} validation tokens, vocabulary "
+                f"{self.data.tok.get_vocab_size()}); {RECIPE['optimizer']} lr {c.lr} wd {c.weight_decay}, {c.epochs} epochs of "
+                f"{per} of {c.batch_size} x {c.seq_len} tokens; {self.device}{' bf16' if self.amp else ' fp32'}")
+
+    def set_lr(self, lr):
+        self.lr = lr
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+
+    @torch.no_grad()
+    def evaluate(self, every_depth=True):
+        """{depth: (perplexity, mean loss in nats/token, next-token accuracy %)} on the validation tokens (at most
+        cfg.eval_tokens), at every depth through the shared head (one walk) or at full depth only."""
+        L, dev = self.model.depth, self.device
+        loss, correct, n = torch.zeros(L + 1, device=dev), torch.zeros(L + 1, device=dev), 0
+        self.model.eval()
+        with self.model.autocast():
+            for x, y in self.data.val_batches(self.cfg.batch_size, self.cfg.seq_len, self.cfg.eval_tokens):
+                outs = enumerate(self.model.walk(x), 1) if every_depth else [(L, None)]
+                for d, h in outs:
+                    logits = (self.model(x) if h is None else self.model.head(h)).float().flatten(0, 1)
+                    loss[d] += F.cross_entropy(logits, y.flatten(), reduction="sum")
+                    correct[d] += (logits.argmax(-1) == y.flatten()).sum()
+                n += y.numel()
+        self.model.train()
+        depths = range(1, L + 1) if every_depth else [L]
+        return {d: (math.exp(min(float(loss[d] / n), 50.0)), float(loss[d] / n), float(100 * correct[d] / n)) for d in depths}
+
+    def history(self, epoch, wall):
+        ppl, loss, acc = self.evaluate(every_depth=False)[self.model.depth]
+        self.bad |= not math.isfinite(loss)
+        bad = bool(self.bad[0])
+        pre = [self.cfg.exp, self.dataset, self.cfg.arch, self.cfg.paradigm, self.seed, epoch, int(self.steps[0]),
+               int(self.samples[0]), round(wall, 3), self.lr]
+        rows = [pre + [m, float("nan") if bad else v] for m, v in (("val_loss", loss), ("val_ppl", ppl), ("val_acc_pct", acc))]
+        return rows, f"val ppl {ppl:.2f} loss {loss:.4g}"
+
+    def checkpoint(self):
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "gen": self.gen.get_state(),
+                "steps": self.steps, "samples": self.samples, "bad": self.bad, "state": self.state, "lr": self.lr}
+
+    def restore(self, ck):
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["opt"])
+        self.gen.set_state(ck["gen"])
+        self.steps, self.samples, self.bad, self.state = ck["steps"], ck["samples"], ck["bad"], ck["state"]
+        self.set_lr(ck["lr"])
+
+    @torch.no_grad()
+    def generate(self, prompt, depth, n_new=40, temperature=0.0, seed=0):
+        """Continuation of `prompt` (text) by the model truncated to `depth` blocks: greedy (temperature 0) or
+        sampled at `temperature` from a generator seeded with `seed`. No KV cache: each token re-reads the context
+        (the last cfg.seq_len tokens)."""
+        tok, g = self.data.tok, torch.Generator().manual_seed(seed)
+        ids = torch.tensor([tok.encode(prompt).ids], device=self.device)
+        self.model.eval()
+        for _ in range(n_new):
+            logits = self.model(ids[:, -self.cfg.seq_len:], depth)[0, -1].float().cpu()
+            nxt = logits.argmax() if temperature == 0 else torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=g)[0]
+            ids = torch.cat([ids, nxt.view(1, 1).to(self.device)], 1)
+        self.model.train()
+        return tok.decode(ids[0].tolist())
+
+    def samples_text(self, status):
+        cfg, lines = self.cfg, []
+        lines.append(f"# {cfg.arch} / {cfg.paradigm} / {cfg.topology} / seed {self.seed} on {self.dataset} ({status}): "
+                     f"greedy and sampled (temperature 0.8, seed 0) continuations of {cfg.n_generate} tokens at depths "
+                     f"{quarter_depths(self.model.depth)} of {self.model.depth}, through the shared head")
+        for prompt in PROMPTS:
+            for d in quarter_depths(self.model.depth):
+                for how, t in (("greedy", 0.0), ("sampled", 0.8)):
+                    text = self.generate(prompt, d, cfg.n_generate, t)
+                    lines.append(f"\n## prompt {prompt!r}, depth {d}, {how}\n{text}")
+        return "\n".join(lines) + "\n"
+
+    def write_outputs(self, out, history, status, diverged_at, wall):
+        cfg, L, bad = self.cfg, self.model.depth, bool(self.bad[0])
+        keys = [cfg.exp, self.dataset, cfg.arch, cfg.paradigm, self.seed]
+        val = self.evaluate()
+        layerwise = [keys + [d, m, float("nan") if bad else val[d][k], status[0]]
+                     for d in range(1, L + 1) for k, m in enumerate(("val_ppl", "val_loss", "val_acc_pct"))]
+        eff = int(self.state.get("depth", torch.tensor([L]))[0])
+        summary = [keys + [status[0], diverged_at[0] or "", int(self.steps[0]), int(self.samples[0]), round(wall, 3), L, eff,
+                           round(100 * (1 - eff / L), 2), self.n_params, sum(p.numel() for p in self.model.params(depth=eff)),
+                           int(self.samples[0]) * cfg.seq_len]]
+        io.write_csv(out / "layerwise.csv", LAYERWISE, layerwise)
+        io.write_csv(out / "history.csv", HISTORY, history)
+        io.write_csv(out / "summary.csv", LSUMMARY, summary)
+        if cfg.paradigm == "layerdrop":  # LayerDrop's pruned sub-networks (lpa_core.paradigms.layerdrop.keep_pattern)
+            pruned = []
+            for rate in PRUNE_RATES:
+                keep = keep_pattern(L, rate)
+                with self.model.dropping(keep):
+                    ppl, loss, acc = self.evaluate(every_depth=False)[L]
+                pruned += [keys + [rate, sum(keep), m, float("nan") if bad else v, status[0]]
+                           for m, v in (("val_ppl", ppl), ("val_loss", loss), ("val_acc_pct", acc))]
+            io.write_csv(out / "pruned.csv", PRUNED, pruned)
+        text = self.samples_text(status[0])
+        io._atomic(out / "samples.txt", lambda tmp: Path(tmp).write_text(text))

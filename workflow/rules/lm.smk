@@ -1,0 +1,78 @@
+# The language-model track (LPA appendix I and its second version's Qwen figures; ANCRé Sec 5.1 at small scale):
+# a transformers decoder (lpa_core/lm.py) on text (lpa_core/text.py), one job per (paradigm, topology, seed), then
+# Table 5 and two figures from the runs' CSVs (lpa_core/lm_report.py).
+#
+#   {RUNS}/lm/{arch}/{paradigm}/{variant}/seed{seed}/   layerwise, history, summary CSV, coeffs.csv, samples.txt, run.json
+#     variant   cascade for every lm.paradigms entry; ancre (ingoing, block level, tau from lm.train) for lm.ancre_paradigms
+#   training keys: lm.train, then the scale's lm.train; arch, corpus, seeds, paradigm lists: the scale's lm, else lm.
+# The corpus (lm.corpus: pydoc offline, hf:NAME[:CONFIG], or local text files) and its BPE tokenizer (cached in
+# lm.data_dir/lm) are read by every job; a tokenizer trained by two jobs at once is the same file (atomic write).
+
+include: "lm_common.smk"
+
+
+rule train_lm:
+    output:
+        **{f: f"{RUNS}/lm/{{arch}}/{{paradigm}}/{{variant}}/seed{{seed}}/{f}.csv" for f in ["layerwise", "history", "summary", "coeffs"]},
+        samples=f"{RUNS}/lm/{{arch}}/{{paradigm}}/{{variant}}/seed{{seed}}/samples.txt",
+        run=f"{RUNS}/lm/{{arch}}/{{paradigm}}/{{variant}}/seed{{seed}}/run.json",
+    params:
+        args=lm_args,
+        out=lambda w, output: os.path.dirname(output.run),
+        ckpt=lambda w: f"checkpoints/{SCALE}/lm/{w.arch}/{w.paradigm}/{w.variant}/seed{w.seed}",
+    log:
+        f"logs/{SCALE}/lm/{{arch}}/{{paradigm}}/{{variant}}/seed{{seed}}.log",
+    threads: rule_threads("train_lm")
+    resources:
+        **rule_resources("train_lm"),
+    conda:
+        "../../environment.yml"
+    shell:
+        gpu_claim("train_lm")
+        + "python -m lpa_core train {params.args} --threads {threads} --out {params.out} --ckpt-dir {params.ckpt} > {log} 2>&1"
+
+
+rule table5:
+    input:
+        stamp=REGEN,
+        run=[f"{d}/run.json" for d in LM_DIRS],
+        layerwise=[f"{d}/layerwise.csv" for d in LM_DIRS],
+        samples=[f"{d}/samples.txt" for d in LM_DIRS],
+        paper=config["paper_results"],
+    output:
+        csv=f"{TABLES}/table5.csv",
+        md=f"{TABLES}/table5.md",
+        samples=f"{TABLES}/table5_samples.txt",
+    params:
+        dirs=lambda w, input: [os.path.dirname(f) for f in input.run],
+        scale=SCALE,
+    log:
+        f"logs/{SCALE}/table5.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m lpa_core lm-table --runs {params.dirs} --paper {input.paper} --scale {params.scale}"
+        " --out-csv {output.csv} --out-md {output.md} --out-samples {output.samples} > {log} 2>&1"
+
+
+rule lm_figures:
+    input:
+        stamp=REGEN,
+        run=[f"{d}/run.json" for d in LM_DIRS],
+        layerwise=[f"{d}/layerwise.csv" for d in LM_DIRS],
+        history=[f"{d}/history.csv" for d in LM_DIRS],
+    output:
+        layerwise=f"{FIGS}/fig_lm_layerwise.png",
+        curves=f"{FIGS}/fig_lm_ancre_curves.png",
+    params:
+        dirs=lambda w, input: [os.path.dirname(f) for f in input.run],
+        outdir=lambda w, output: os.path.dirname(output.layerwise),
+    log:
+        f"logs/{SCALE}/lm_figures.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m lpa_core lm-figures --runs {params.dirs} --outdir {params.outdir} > {log} 2>&1"
+
+
+LM_OUT = [*rules.table5.output, *rules.lm_figures.output]
