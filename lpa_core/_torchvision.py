@@ -3,7 +3,8 @@
 PyPI's torchvision 0.28.0 wheel is built against CUDA torch; beside torch 2.13.0+cpu (the wheel these machines
 carry) its `_C` library fails to load, which torchvision tolerates, except that torchvision/_meta_registrations.py
 then registers fake kernels for `torchvision::nms` and `qnms` without checking, and `import torchvision` (and so
-`import timm`) raises "operator torchvision::nms does not exist". Declaring those two op schemas first lets the
+`import timm`, and transformers' model modules, which import torchvision) raises "operator torchvision::nms does
+not exist". Declaring those two op schemas first lets the
 import go through. lpa-bench uses only torchvision's pure-Python parts (models.resnet's BasicBlock, the dataset
 readers and downloaders), never its compiled ops. With a matching torchvision nothing here runs.
 """
@@ -35,3 +36,10 @@ def import_timm():
     import timm
 
     return timm
+
+
+def import_transformers():
+    import_torchvision()  # transformers' model modules import torchvision when it is installed
+    import transformers
+
+    return transformers

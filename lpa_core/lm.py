@@ -157,7 +157,9 @@ def is_pretrained(arch):
 
 def lm_config(arch, vocab_size, max_len=2048):
     """The transformers config of a named size (Llama: rms_norm_eps 1e-6 as GaLore's; untied head)."""
-    import transformers
+    from lpa_core._torchvision import import_transformers
+
+    transformers = import_transformers()
 
     if arch not in LM_ARCHS:
         raise ValueError(f"arch: unknown '{arch}' (valid: {', '.join(LM_ARCHS)} or a save_pretrained directory)")
@@ -171,7 +173,9 @@ def lm_config(arch, vocab_size, max_len=2048):
 def create_lm(arch, vocab_size=None, topology="cascade", tau=0.01, normalisation="ingoing"):
     """LMStack of a named size (from scratch: the library's init under the current torch seed) or of a local
     save_pretrained directory (its weights, fp32)."""
-    import transformers
+    from lpa_core._torchvision import import_transformers
+
+    transformers = import_transformers()
 
     if is_pretrained(arch):
         if not (Path(arch) / "config.json").is_file():

@@ -9,7 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-transformers = pytest.importorskip("transformers")
+from lpa_core._torchvision import import_transformers
+
+pytest.importorskip("transformers")
+transformers = import_transformers()  # (beside a torchvision that cannot load its ops)
 pytest.importorskip("tokenizers")
 pytest.importorskip("datasets")
 
