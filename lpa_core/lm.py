@@ -30,7 +30,6 @@ Outputs, beside the loop's run.json and coeffs.csv (any topology):
   samples.txt    greedy and sampled continuations of fixed prompts at depths L/4, L/2, 3L/4, L (Table 5's
                  quarter points) through the shared head
 """
-import contextlib
 import math
 import os
 from pathlib import Path
@@ -40,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lpa_core import io
+from lpa_core.task import OneRunTask
 from lpa_core.models import BlockStack
 from lpa_core.paradigms.layerdrop import PRUNE_RATES, keep_pattern
 from lpa_core.surfaces import HISTORY, KEYS, PRUNED, SUMMARY
@@ -107,8 +107,6 @@ class LMStack(BlockStack):
     """A transformers CausalLM (`lm`) taken apart: embedding stem, decoder-layer blocks, shared norm + lm_head.
     Inputs token ids [B, T], logits [B, T, V]. With `amp` (CUDA: the task sets it) forwards run under bf16 autocast."""
 
-    amp = False
-
     def __init__(self, lm, topology="cascade", tau=0.01, normalisation="ingoing"):
         super().__init__()
         base, cfg = lm.model, lm.config
@@ -118,17 +116,6 @@ class LMStack(BlockStack):
         self.blocks = nn.ModuleList(DecoderBlock(layer, self.stem.shared, k) for layer, k in zip(base.layers, kinds))
         self.head = LMHead(base.norm, lm.lm_head)
         self.connect(topology, tau=tau, normalisation=normalisation)
-
-    def autocast(self):
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
-
-    def features(self, x, depth=None):
-        with self.autocast():
-            return list(self.walk(x, depth))
-
-    def forward(self, x, depth=None):
-        with self.autocast():
-            return super().forward(x, depth)
 
     def params(self, depth=None, first=0):
         """As ResidualStack.params, each parameter once (a tied embedding belongs to stem and head)."""
@@ -202,12 +189,12 @@ def quarter_depths(L):
     return sorted({max(1, math.ceil(L * q / 4)) for q in (1, 2, 3, 4)})
 
 
-class LMTask:
+class LMTask(OneRunTask):
     """One run of a language model: what a paradigm sees (batches, loss, loss_at, step) and what the loop needs
     (lpa_core.train). Per-run tensors have shape [1]."""
 
     def __init__(self, cfg):
-        self.cfg, self.n_runs = cfg, 1
+        self.cfg = cfg
         (self.dataset, self.seed), = cfg.runs
         self.device = torch.device(cfg.device)
         self.amp = self.device.type == "cuda" and cfg.precision == "auto"
@@ -232,10 +219,7 @@ class LMTask:
         self.opt = make_optimizer(self.model, cfg.lr, cfg.weight_decay)
         self.lr = cfg.lr
         self.gen = torch.Generator().manual_seed(2_000_003 + self.seed)  # window positions and order
-        self.steps = torch.zeros(1, dtype=torch.long)
-        self.samples = torch.zeros(1, dtype=torch.long)
-        self.bad = torch.zeros(1, dtype=torch.bool)
-        self.state = {}
+        self.counters()
         self.n_params = sum(p.numel() for p in self.model.parameters())
         from importlib.metadata import version  # (importing datasets itself costs seconds)
 
@@ -265,21 +249,6 @@ class LMTask:
             return ce
         return ce, (logits.detach().argmax(-1) == y).float().mean().reshape(1)
 
-    def step(self, losses, params, runs=None):
-        """Backward into `params` only (every other parameter keeps grad None, so torch.optim skips it: no
-        gradient, weight decay or moment update), then one optimizer step. runs: bool mask [1] (False: no step)."""
-        nonfinite = ~torch.isfinite(losses.detach()).cpu()
-        runs = None if runs is None else runs.cpu()
-        self.bad |= nonfinite if runs is None else nonfinite & runs
-        active = ~self.bad if runs is None else runs & ~self.bad
-        if not active.any():
-            return
-        self.opt.zero_grad(set_to_none=True)
-        losses.sum().backward(inputs=params)
-        self.opt.step()
-        self.steps += active.long()
-        self.samples += active.long() * self.cfg.batch_size
-
     # --- what the loop uses -------------------------------------------------------------------------------------
 
     def describe(self):
@@ -289,11 +258,6 @@ class LMTask:
                 f"{self.dataset} ({len(self.data.train)} train / {len(self.data.val)} validation tokens, vocabulary "
                 f"{self.data.tok.get_vocab_size()}); {RECIPE['optimizer']} lr {c.lr} wd {c.weight_decay}, {c.epochs} epochs of "
                 f"{per} of {c.batch_size} x {c.seq_len} tokens; {self.device}{' bf16' if self.amp else ' fp32'}")
-
-    def set_lr(self, lr):
-        self.lr = lr
-        for group in self.opt.param_groups:
-            group["lr"] = lr
 
     @torch.no_grad()
     def evaluate(self, every_depth=True):
@@ -322,17 +286,6 @@ class LMTask:
                int(self.samples[0]), round(wall, 3), self.lr]
         rows = [pre + [m, float("nan") if bad else v] for m, v in (("val_loss", loss), ("val_ppl", ppl), ("val_acc_pct", acc))]
         return rows, f"val ppl {ppl:.2f} loss {loss:.4g}"
-
-    def checkpoint(self):
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "gen": self.gen.get_state(),
-                "steps": self.steps, "samples": self.samples, "bad": self.bad, "state": self.state, "lr": self.lr}
-
-    def restore(self, ck):
-        self.model.load_state_dict(ck["model"])
-        self.opt.load_state_dict(ck["opt"])
-        self.gen.set_state(ck["gen"])
-        self.steps, self.samples, self.bad, self.state = ck["steps"], ck["samples"], ck["bad"], ck["state"]
-        self.set_lr(ck["lr"])
 
     @torch.no_grad()
     def generate(self, prompt, depth, n_new=40, temperature=0.0, seed=0):

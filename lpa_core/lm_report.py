@@ -90,7 +90,7 @@ def _fmt(v, digits=2):
 def markdown(tab, info, paper_csv, scale):
     metas, c = list(info.meta), info.iloc[0].config
     L = int(tab.depth.max())
-    lines = [f"# Table 5 (language models): validation perplexity at every depth", "",
+    lines = ["# Table 5 (language models): validation perplexity at every depth", "",
              f"Scale `{scale}`; mean over seeds {sorted(set(info.seed))} ({len(info)} runs) of `{c['arch']}` on "
              f"`{c['datasets'][0]}`, sequences of {c['seq_len']} tokens, batch {c['batch_size']}, {c['epochs']} epochs of "
              f"{c['epoch_batches'] or 'a pass of'} batches, AdamW lr {c['lr']} (warm-up {c['warmup_epochs']} epochs, cosine to "

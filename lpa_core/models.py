@@ -97,6 +97,7 @@ class BlockStack(ResidualStack):
     `dropping` leaves x_j = sum_i p_ij P_j(x_i) (cascade: P_j(x_{j-1})), without running the block."""
 
     n_runs = 1
+    amp = False
 
     def project(self, h, j, ref):
         """State h in the shape of block j's output, for the block's input ref (identity: blocks that keep the
@@ -144,11 +145,20 @@ class BlockStack(ResidualStack):
             xs.append(self.step(j, xs, w))
         return xs
 
+    def autocast(self):
+        """bf16 autocast where `amp` is set (CUDA only: the vision and LM tasks set it), else nothing."""
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
+
+    def features(self, x, depth=None):
+        with self.autocast():
+            return list(self.walk(x, depth))
+
     def forward(self, x, depth=None):
-        h = None
-        for h in self.walk(x, depth):
-            pass
-        return self.head(self.stem(x) if h is None else h)
+        with self.autocast():
+            h = None
+            for h in self.walk(x, depth):
+                pass
+            return self.head(self.stem(x) if h is None else h)
 
 
 class RunLinear(nn.Module):

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from lpa_core import io
+from lpa_core.task import OneRunTask
 from lpa_core.images import load_images
 from lpa_core.paradigms.layerdrop import PRUNE_RATES, keep_pattern
 from lpa_core.surfaces import HISTORY, KEYS, PRUNED, SUMMARY
@@ -104,12 +105,12 @@ def depth_costs(model, x, repeats=5, warmup=2):
     return rows
 
 
-class VisionTask:
+class VisionTask(OneRunTask):
     """One run of an image classifier: what a paradigm sees (batches, loss, loss_at, step) and what the loop
     needs (lpa_core.train). Per-run tensors have shape [1]."""
 
     def __init__(self, cfg):
-        self.cfg, self.n_runs = cfg, 1
+        self.cfg = cfg
         (self.dataset, self.seed), = cfg.runs
         self.device = torch.device(cfg.device)
         self.amp = self.device.type == "cuda" and cfg.precision == "auto"
@@ -134,10 +135,7 @@ class VisionTask:
         self.opt = make_optimizer(self.model, cfg.arch, cfg.lr, cfg.weight_decay)
         self.lr = cfg.lr
         self.gen = torch.Generator().manual_seed(2_000_003 + self.seed)  # batch order and augmentation
-        self.steps = torch.zeros(1, dtype=torch.long)
-        self.samples = torch.zeros(1, dtype=torch.long)
-        self.bad = torch.zeros(1, dtype=torch.bool)
-        self.state = {}
+        self.counters()
         self.n_params = sum(p.numel() for p in self.model.parameters())
         from lpa_core._torchvision import import_timm, import_torchvision
 
@@ -173,21 +171,6 @@ class VisionTask:
             return ce
         return ce, (logits.detach().argmax(1) == y).float().mean().reshape(1)
 
-    def step(self, losses, params, runs=None):
-        """Backward of the loss into `params` only (every other parameter keeps grad None), then one optimizer
-        step, which skips the parameters without a gradient. runs: a bool mask [1] (False: no step)."""
-        nonfinite = ~torch.isfinite(losses.detach()).cpu()
-        runs = None if runs is None else runs.cpu()
-        self.bad |= nonfinite if runs is None else nonfinite & runs
-        active = ~self.bad if runs is None else runs & ~self.bad
-        if not active.any():
-            return
-        self.opt.zero_grad(set_to_none=True)
-        losses.sum().backward(inputs=params)
-        self.opt.step()
-        self.steps += active.long()
-        self.samples += active.long() * self.cfg.batch_size
-
     # --- what the loop uses -------------------------------------------------------------------------------------
 
     def describe(self):
@@ -197,11 +180,6 @@ class VisionTask:
                 f"({self.data.n_train} train / {self.data.n_test} test images, {c}x{s}x{s}); {r['optimizer']} lr "
                 f"{self.cfg.lr} wd {self.cfg.weight_decay}, {self.cfg.epochs} epochs of {self.data.n_train // self.cfg.batch_size} "
                 f"batches of {self.cfg.batch_size}; {self.device}{' bf16' if self.amp else ' fp32'}")
-
-    def set_lr(self, lr):
-        self.lr = lr
-        for group in self.opt.param_groups:
-            group["lr"] = lr
 
     @torch.no_grad()
     def evaluate(self, split="test", every_depth=True, subset=0):
@@ -234,17 +212,6 @@ class VisionTask:
         rows = [pre + [m, float("nan") if bad else v] for m, v in (("train_loss", train_loss), ("train_acc_pct", train_acc),
                                                                    ("test_loss", test_loss), ("test_acc_pct", test_acc))]
         return rows, f"test acc {test_acc:.2f}% loss {test_loss:.4g}"
-
-    def checkpoint(self):
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "gen": self.gen.get_state(),
-                "steps": self.steps, "samples": self.samples, "bad": self.bad, "state": self.state, "lr": self.lr}
-
-    def restore(self, ck):
-        self.model.load_state_dict(ck["model"])
-        self.opt.load_state_dict(ck["opt"])
-        self.gen.set_state(ck["gen"])
-        self.steps, self.samples, self.bad, self.state = ck["steps"], ck["samples"], ck["bad"], ck["state"]
-        self.set_lr(ck["lr"])
 
     @torch.no_grad()
     def embeddings(self, n):

@@ -27,7 +27,6 @@ what the head's linear layer sees (the per-depth embedding). No run axis: n_runs
 Named builders (timm style), one create function, `create_vision_model(name, ...)`; an unknown name is a one-line
 error listing the valid ones. torchvision and timm are imported only when a model is built.
 """
-import contextlib
 
 import torch
 import torch.nn.functional as F
@@ -52,21 +51,8 @@ def create_vision_model(name, num_classes=10, in_chans=3, img_size=32, head="pad
 
 
 class VisionStack(BlockStack):
-    """stem -> blocks[:depth] -> head (subclasses set the three modules, then call `connect`). With `amp` set
-    (CUDA only: the vision task sets it), forward and features run under bf16 autocast."""
-
-    amp = False
-
-    def autocast(self):
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
-
-    def features(self, x, depth=None):
-        with self.autocast():
-            return list(self.walk(x, depth))
-
-    def forward(self, x, depth=None):
-        with self.autocast():
-            return super().forward(x, depth)
+    """stem -> blocks[:depth] -> head: subclasses set the three modules, then call `connect`; bf16 autocast on
+    CUDA comes with BlockStack (`amp`, set by the vision task)."""
 
 
 class Truncated(nn.Module):

@@ -28,8 +28,6 @@ fig_inference (accuracy, size and latency against depth).
 """
 import fcntl
 import json
-import math
-import os
 from pathlib import Path
 
 import numpy as np

@@ -1,5 +1,4 @@
 """Vision tables and figures (lpa_core/vision_report.py) on small synthetic run folders written here: no training."""
-import json
 from pathlib import Path
 
 import numpy as np

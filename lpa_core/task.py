@@ -1,0 +1,47 @@
+"""What the one-run tasks share (images: lpa_core.vision.VisionTask; text: lpa_core.lm.LMTask): the per-run
+counters, the optimizer step that keeps inactive blocks untouched, the learning rate, checkpoint and resume.
+A subclass sets cfg, model, opt (a torch.optim optimizer), gen (its data generator) and lr, and calls
+`counters()`. Per-run tensors have shape [1]."""
+import torch
+
+
+class OneRunTask:
+    n_runs = 1
+
+    def counters(self):
+        self.steps = torch.zeros(1, dtype=torch.long)
+        self.samples = torch.zeros(1, dtype=torch.long)
+        self.bad = torch.zeros(1, dtype=torch.bool)
+        self.state = {}
+
+    def step(self, losses, params, runs=None):
+        """Backward of the loss into `params` only (every other parameter keeps grad None, so torch.optim skips
+        it: no gradient, weight decay or moment update), then one optimizer step. runs: a bool mask [1] (False:
+        no step)."""
+        nonfinite = ~torch.isfinite(losses.detach()).cpu()
+        runs = None if runs is None else runs.cpu()
+        self.bad |= nonfinite if runs is None else nonfinite & runs
+        active = ~self.bad if runs is None else runs & ~self.bad
+        if not active.any():
+            return
+        self.opt.zero_grad(set_to_none=True)
+        losses.sum().backward(inputs=params)
+        self.opt.step()
+        self.steps += active.long()
+        self.samples += active.long() * self.cfg.batch_size
+
+    def set_lr(self, lr):
+        self.lr = lr
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+
+    def checkpoint(self):
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "gen": self.gen.get_state(),
+                "steps": self.steps, "samples": self.samples, "bad": self.bad, "state": self.state, "lr": self.lr}
+
+    def restore(self, ck):
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["opt"])
+        self.gen.set_state(ck["gen"])
+        self.steps, self.samples, self.bad, self.state = ck["steps"], ck["samples"], ck["bad"], ck["state"]
+        self.set_lr(ck["lr"])
