@@ -41,8 +41,7 @@ from torch import nn
 from lpa_core import io
 from lpa_core.task import OneRunTask
 from lpa_core.models import BlockStack
-from lpa_core.paradigms.layerdrop import PRUNE_RATES, keep_pattern
-from lpa_core.surfaces import HISTORY, KEYS, PRUNED, SUMMARY
+from lpa_core.surfaces import HISTORY, KEYS, SUMMARY
 from lpa_core.text import load_text
 
 RECIPE = dict(optimizer="AdamW (0.9, 0.999)", lr=1e-3, weight_decay=0.0, warmup_frac=0.1, final_lr_frac=0.1,
@@ -327,14 +326,8 @@ class LMTask(OneRunTask):
         io.write_csv(out / "layerwise.csv", LAYERWISE, layerwise)
         io.write_csv(out / "history.csv", HISTORY, history)
         io.write_csv(out / "summary.csv", LSUMMARY, summary)
-        if cfg.paradigm == "layerdrop":  # LayerDrop's pruned sub-networks (lpa_core.paradigms.layerdrop.keep_pattern)
-            pruned = []
-            for rate in PRUNE_RATES:
-                keep = keep_pattern(L, rate)
-                with self.model.dropping(keep):
-                    ppl, loss, acc = self.evaluate(every_depth=False)[L]
-                pruned += [keys + [rate, sum(keep), m, float("nan") if bad else v, status[0]]
-                           for m, v in (("val_ppl", ppl), ("val_loss", loss), ("val_acc_pct", acc))]
-            io.write_csv(out / "pruned.csv", PRUNED, pruned)
+        if cfg.paradigm == "layerdrop":
+            self.write_pruned(out, keys, status[0], lambda: dict(zip(("val_ppl", "val_loss", "val_acc_pct"),
+                                                                     self.evaluate(every_depth=False)[L])))
         text = self.samples_text(status[0])
         io._atomic(out / "samples.txt", lambda tmp: Path(tmp).write_text(text))

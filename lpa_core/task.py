@@ -4,6 +4,8 @@ A subclass sets cfg, model, opt (a torch.optim optimizer), gen (its data generat
 `counters()`. Per-run tensors have shape [1]."""
 import torch
 
+from lpa_core import io
+
 
 class OneRunTask:
     n_runs = 1
@@ -45,3 +47,17 @@ class OneRunTask:
         self.gen.set_state(ck["gen"])
         self.steps, self.samples, self.bad, self.state = ck["steps"], ck["samples"], ck["bad"], ck["state"]
         self.set_lr(ck["lr"])
+
+    def write_pruned(self, out, keys, status, metrics):
+        """layerdrop runs: pruned.csv, the full-depth `metrics()` ({name: value}) of LayerDrop's pruned
+        sub-networks (lpa_core.paradigms.layerdrop.keep_pattern, one row per rate and metric)."""
+        from lpa_core.paradigms.layerdrop import PRUNE_RATES, keep_pattern
+        from lpa_core.surfaces import PRUNED
+
+        rows, bad = [], bool(self.bad[0])
+        for rate in PRUNE_RATES:
+            keep = keep_pattern(self.model.depth, rate)
+            with self.model.dropping(keep):
+                values = metrics()
+            rows += [keys + [rate, sum(keep), m, float("nan") if bad else v, status] for m, v in values.items()]
+        io.write_csv(out / "pruned.csv", PRUNED, rows)

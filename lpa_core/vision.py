@@ -35,8 +35,7 @@ import torch.nn.functional as F
 from lpa_core import io
 from lpa_core.task import OneRunTask
 from lpa_core.images import load_images
-from lpa_core.paradigms.layerdrop import PRUNE_RATES, keep_pattern
-from lpa_core.surfaces import HISTORY, KEYS, PRUNED, SUMMARY
+from lpa_core.surfaces import HISTORY, KEYS, SUMMARY
 from lpa_core.vision_models import create_vision_model, truncate
 
 # Public recipes, one per family; the paper gives only the epochs (ResNet 50, ViT 300).
@@ -246,13 +245,7 @@ class VisionTask(OneRunTask):
         io.write_csv(out / "layerwise.csv", LAYERWISE, layerwise)
         io.write_csv(out / "history.csv", HISTORY, history)
         io.write_csv(out / "summary.csv", VSUMMARY, summary)
-        if cfg.paradigm == "layerdrop":  # LayerDrop's pruned sub-networks (lpa_core.paradigms.layerdrop.keep_pattern)
-            pruned = []
-            for rate in PRUNE_RATES:
-                keep = keep_pattern(L, rate)
-                with self.model.dropping(keep):
-                    acc, loss = self.evaluate("test", every_depth=False)[L]
-                pruned += [keys + [rate, sum(keep), m, float("nan") if bad else v, status[0]]
-                           for m, v in (("test_acc_pct", acc), ("test_loss", loss))]
-            io.write_csv(out / "pruned.csv", PRUNED, pruned)
+        if cfg.paradigm == "layerdrop":
+            self.write_pruned(out, keys, status[0], lambda: dict(zip(("test_acc_pct", "test_loss"),
+                                                                     self.evaluate("test", every_depth=False)[L])))
         io.write_csv(out / "inference.csv", INFERENCE, inference)
