@@ -16,7 +16,9 @@ TRACKS = {"table1": ([*rules.table1.output, *rules.figures.output], SURF_DIRS),
           "ancre_case": (_outputs_of("ancre_case"), None),
           "vision": (VISION_OUT if workflow.is_rule("train_vision") else [], VISION_DIRS if workflow.is_rule("train_vision") else []),
           "lm": (LM_OUT if workflow.is_rule("train_lm") else [], LM_DIRS if workflow.is_rule("train_lm") else [])}
-TAKING_PART = {t: (outs, dirs if dirs is None or t == "ancre" else cached(t, dirs)) for t, (outs, dirs) in TRACKS.items() if outs}
+_ONLY = config["scales"][SCALE].get("tracks", list(TRACKS))  # a scale may run only some tracks (scales.<name>.tracks)
+TAKING_PART = {t: (outs, dirs if dirs is None or t == "ancre" else cached(t, dirs)) for t, (outs, dirs) in TRACKS.items()
+               if outs and t in _ONLY}
 TAKING_PART = {t: (outs, dirs) for t, (outs, dirs) in TAKING_PART.items() if dirs is None or dirs}
 REPORT_OUT = [f for outs, _ in TAKING_PART.values() for f in outs]
 REPORT_RUNS = [d for _, dirs in TAKING_PART.values() for d in dirs or []]
