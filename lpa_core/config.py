@@ -6,8 +6,6 @@ models (lpa_core.lm: named sizes or a save_pretrained directory). A key that onl
 set, away from its default, for another one (it would be ignored)."""
 from dataclasses import asdict, dataclass, fields
 
-from lpa_core.data import SURFACES
-
 SURFACE_ONLY = ("width", "depth", "activation", "n_train", "n_test", "domain", "grid")
 VISION_ONLY = ("data_dir", "imagenet_dir", "train_subset", "test_subset", "head", "n_embed", "precision", "workers")
 LM_ONLY = ("seq_len", "vocab_size", "tokenizer", "epoch_batches", "eval_tokens", "n_generate")
@@ -77,6 +75,7 @@ class TrainConfig:
     device: str = "cpu"
 
     def __post_init__(self):
+        from lpa_core.data import SURFACES
         from lpa_core.images import DATASETS
         from lpa_core.lm import LM_ARCHS, is_pretrained
         from lpa_core.models import ACTIVATIONS, ARCHS

@@ -1,6 +1,7 @@
 """Atomic result files and provenance: every results file can say what made it."""
 import csv
 import datetime
+import importlib.metadata
 import json
 import os
 import platform
@@ -10,7 +11,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 
 def _atomic(path, write):
@@ -42,6 +42,8 @@ def write_npz(path, **arrays):
 
 
 def save_torch(path, obj):
+    import torch
+
     _atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
@@ -56,14 +58,15 @@ def git_commit():
 
 
 def hardware(device="cpu"):
-    if str(device).startswith("cuda") and torch.cuda.is_available():
+    torch = sys.modules.get("torch")  # loaded by a training job; aggregation jobs never import it (5 s saved per job)
+    if torch and str(device).startswith("cuda") and torch.cuda.is_available():
         return torch.cuda.get_device_name(torch.device(device))
     cpu = platform.processor() or platform.machine()
     try:
         cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{cpu} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+    return f"{cpu} ({os.cpu_count()} cores" + (f", {torch.get_num_threads()} torch threads)" if torch else ")")
 
 
 def provenance(device="cpu"):
@@ -72,9 +75,13 @@ def provenance(device="cpu"):
         "git_commit": git_commit(),
         "host": socket.gethostname(),
         "hardware": hardware(device),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
+        "versions": {"python": platform.python_version(), "torch": _version("torch"), "numpy": np.__version__},
         "date": now(),
     }
+
+
+def _version(module):
+    return sys.modules[module].__version__ if module in sys.modules else importlib.metadata.version(module)
 
 
 def now():

@@ -9,6 +9,7 @@ value). A diverged run is counted in `n_diverged` and left out of the mean; a ce
 `diverged`.
 """
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -232,6 +233,74 @@ def ancre_table_cmd(args):
     print(ancre_markdown(tab, ref, prov))
 
 
+# ANCRé Fig 6: heatmap of the learned shortcut coefficients (coeffs.csv of the topology runs)
+PANEL_KEYS = ["exp", "arch", "paradigm", "topology", "dataset"]
+
+
+def heatmap(csv_paths, out_png, floor=-10.0):
+    """Fig 6 of the ANCRe paper from coeffs.csv files (or run folders holding one): one panel per (exp, arch,
+    paradigm, topology, dataset), p averaged over the seeds that did not diverge, shown as log(p_ij / max_i p_ij)
+    (|p| for unnormalised coefficients) with rows j, columns i and the upper triangle (i >= j) masked (white);
+    absent shortcuts (p = 0: cascade, gains) are grey; the colour scale runs from max(floor, smallest value) to 0."""
+    import matplotlib.pyplot as plt
+
+    from lpa_core import io
+
+    frames = []
+    for path in map(Path, csv_paths):
+        f = path / "coeffs.csv" if path.is_dir() else path
+        if not f.is_file():
+            raise FileNotFoundError(f"runs: no coeffs.csv at '{path}'")
+        frames.append(pd.read_csv(f))
+    df = pd.concat(frames, ignore_index=True)
+    panels = []
+    for key, g in df.groupby(PANEL_KEYS, sort=False):
+        L = int(g.j.max())
+        P = np.full((L, L), np.nan)
+        for (j, i), v in g.groupby(["j", "i"]).p.mean().items():  # mean skips NaN (diverged runs)
+            P[j - 1, i] = abs(v)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            M = np.log(P / np.nanmax(np.where(np.isnan(P), -np.inf, P), axis=1, keepdims=True))
+        ok = g.groupby("seed").p.apply(lambda s: s.notna().all())
+        panels.append((key, M, np.triu(np.ones((L, L), bool), k=1), int(ok.sum()), len(ok)))
+    finite = [M[np.isfinite(M)] for _, M, *_ in panels]
+    lo = min((v.min() for v in finite if v.size), default=-1.0)
+    vmin = max(floor, min(lo, -1e-3))
+    n = len(panels)
+    cols = min(n, 4)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
+    cmap = plt.get_cmap("viridis").with_extremes(bad="0.85")
+    im = None
+    for k, (ax, ((exp, arch, par, topo, ds), M, upper, n_ok, n_seeds)) in enumerate(zip(axes.flat, panels)):
+        L = M.shape[0]
+        im = ax.imshow(np.ma.masked_where(~np.isfinite(M), np.maximum(M, vmin)), cmap=cmap, vmin=vmin, vmax=0)
+        ax.imshow(np.where(upper, 1.0, np.nan), cmap="gray", vmin=0, vmax=1)  # white upper triangle
+        ax.set_xticks(range(L), range(L))
+        ax.set_yticks(range(L), range(1, L + 1))
+        if k // cols == rows - 1 or k + cols >= n:
+            ax.set_xlabel("i (from)")
+        if k % cols == 0:
+            ax.set_ylabel("j (into)")
+        where = ds if arch == "resmlp" else f"{arch} on {ds}"
+        ax.set_title(f"{exp}: {where}\n{par}, {topo} ({n_ok}/{n_seeds} seeds)", fontsize=8)
+        if n_ok == 0:
+            ax.text(0.5, 0.5, "diverged", transform=ax.transAxes, ha="center", va="center")
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    if im is not None:
+        fig.colorbar(im, ax=axes, shrink=0.8, label=r"$\log(p_{ij} / \max_i p_{ij})$")
+    io._atomic(out_png, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    plt.close(fig)
+
+
+def heatmap_cmd(args):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    heatmap(args.runs, args.out, floor=args.floor)
+
+
 ########################################################################################################################
 # figures
 
@@ -383,6 +452,11 @@ def add_commands(sub):
         t.add_argument("--out-csv", required=True)
         t.add_argument("--out-md", required=True)
         t.set_defaults(func=func)
+    h = sub.add_parser("coeff-heatmap", help="Fig 6-style heatmap of learned shortcut coefficients (coeffs.csv)")
+    h.add_argument("--runs", nargs="+", required=True, help="run folders (each with coeffs.csv) or coeffs.csv files")
+    h.add_argument("--out", required=True, help="PNG to write")
+    h.add_argument("--floor", type=float, default=-10.0, help="lowest log-ratio shown (absent shortcuts sit there)")
+    h.set_defaults(func=heatmap_cmd)
     f = sub.add_parser("figures", help="Figures 2, 3, 8 and training curves from surface run folders")
     f.add_argument("--runs", nargs="+", required=True, help="run folders (each with grid.npz, layerwise.csv, history.csv)")
     f.add_argument("--outdir", required=True)

@@ -12,7 +12,8 @@ import torch
 from lpa_core.config import TrainConfig
 from lpa_core.models import create_model
 from lpa_core.paradigms import PARADIGMS, simultaneous
-from lpa_core.topology import TOPOLOGIES, add_commands, coefficients, heatmap, make_topology
+from lpa_core.report import add_commands, heatmap
+from lpa_core.topology import TOPOLOGIES, coefficients, make_topology
 from lpa_core.train import Context, train
 from lpa_core.vision_models import create_vision_model
 
