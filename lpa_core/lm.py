@@ -226,6 +226,12 @@ class LMTask(OneRunTask):
 
     # --- what a paradigm uses -----------------------------------------------------------------------------------
 
+    @property
+    def n_batches(self):
+        """Batches per epoch (a pass: at most this many, depending on the epoch's random offset)."""
+        c = self.cfg
+        return c.epoch_batches or (len(self.data.train) - 1) // c.seq_len // c.batch_size
+
     def batches(self):
         """One epoch of next-token batches (x, y) [B, T]; the model in train mode."""
         self.model.train()

@@ -15,14 +15,13 @@ Figures: fig_lm_layerwise.png (validation perplexity against depth, one line per
 the second version's Figure 7) and fig_lm_ancre_curves.png (full-depth validation perplexity against optimizer steps,
 cascade solid vs ANCRé dashed, per paradigm run under both; ANCRé's Figure 5).
 """
-import json
 import math
 from pathlib import Path
 
 import pandas as pd
 
 from lpa_core import io
-from lpa_core.report import read_runs
+from lpa_core.report import read_runs, run_json, topology_variant
 
 PAPER_SOURCE = "000_698f08884f537854.txt"
 ORDER = ["simultaneous", "sequential", "lpa", "adaptive_lpa", "lpa_grouped", "deep_supervision", "layerskip", "layerdrop"]
@@ -37,14 +36,10 @@ NO_RERUN = ("The paper's Table 5 is GPT-5-judged fluency (1-10) of a 48-layer, 1
 def run_info(dirs):
     rows = []
     for d in dirs:
-        path = Path(d) / "run.json"
-        if not path.is_file():
-            raise FileNotFoundError(f"runs: no run.json in '{d}'")
-        meta = json.loads(path.read_text())
+        meta = run_json(d)
         c = meta["config"]
         rows.append(dict(dir=str(d), dataset=c["datasets"][0], arch=c["arch"], paradigm=c["paradigm"], seed=int(c["seeds"][0]),
-                         topology=c["topology"] if c["topology"] != "ancre" or c["normalisation"] == "ingoing"
-                         else f"ancre_{c['normalisation']}", config=c, meta=meta))
+                         topology=topology_variant(c), config=c, meta=meta))
     return pd.DataFrame(rows)
 
 

@@ -29,9 +29,17 @@ def read_runs(dirs, name):
     return pd.concat(frames, ignore_index=True)
 
 
+def run_json(d):
+    """A run folder's run.json (config, provenance, per-run status); a missing one is an error naming the folder."""
+    path = Path(d) / "run.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"runs: no run.json in '{d}'")
+    return json.loads(path.read_text())
+
+
 def provenance(dirs):
     """One line per distinct (scale-defining) run provenance: commit, hardware, date range."""
-    info = [json.loads((Path(d) / "run.json").read_text()) for d in dirs]
+    info = [run_json(d) for d in dirs]
     commits = sorted({i["git_commit"] for i in info})
     hardware = sorted({i["hardware"] for i in info})
     return {"commits": commits, "hardware": hardware, "start": min(i["start"] for i in info),
@@ -142,7 +150,7 @@ def ancre_table(dirs, paper_csv):
     (surfaces: test MSE/MAE; vision: test accuracy % and loss). The variant comes from each run's run.json, so a
     cascade run of another experiment (Table 2's, for the vision models) counts as the cascade row."""
     frames = [read_runs([d], "layerwise.csv").assign(
-        topology=topology_variant(json.loads((Path(d) / "run.json").read_text())["config"])) for d in dirs]
+        topology=topology_variant(run_json(d)["config"])) for d in dirs]
     lw = pd.concat(frames, ignore_index=True)
     final = lw[lw.depth == lw.groupby("arch").depth.transform("max")].assign(ok=lambda d: d.status == "ok")
     keys = ["dataset", "arch", "paradigm", "topology", "metric"]
@@ -310,7 +318,7 @@ def load_grids(dirs):
     out = {}
     for d in dirs:
         z = np.load(Path(d) / "grid.npz")
-        par = json.loads((Path(d) / "run.json").read_text())["config"]["paradigm"]
+        par = run_json(d)["config"]["paradigm"]
         out[par] = {k: z[k] for k in z.files}
     return out
 

@@ -53,6 +53,11 @@ class SurfaceTask:
 
     # --- what a paradigm uses -----------------------------------------------------------------------------------
 
+    @property
+    def n_batches(self):
+        """Batches per epoch (the last one may be partial)."""
+        return -(-self.cfg.n_train // self.cfg.batch_size)
+
     def batches(self):
         """One pass over the training set, each run in its own shuffled order."""
         n, bs = self.cfg.n_train, self.cfg.batch_size

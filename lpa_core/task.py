@@ -1,20 +1,29 @@
 """What the one-run tasks share (images: lpa_core.vision.VisionTask; text: lpa_core.lm.LMTask): the per-run
 counters, the optimizer step that keeps inactive blocks untouched, the learning rate, checkpoint and resume.
 A subclass sets cfg, model, opt (a torch.optim optimizer), gen (its data generator) and lr, and calls
-`counters()`. Per-run tensors have shape [1]."""
+`counters()`. Per-run tensors have shape [1]. Within an epoch, `step` logs a progress line (steps, lr, loss) at most
+every PROGRESS_S seconds through `log` (lpa_core.train sets the job's), so a long CPU epoch is never silent."""
+import sys
+import time
+
 import torch
 
 from lpa_core import io
 
 
+PROGRESS_S = 60.0
+
+
 class OneRunTask:
     n_runs = 1
+    log = staticmethod(lambda msg: print(msg, file=sys.stderr, flush=True))
 
     def counters(self):
         self.steps = torch.zeros(1, dtype=torch.long)
         self.samples = torch.zeros(1, dtype=torch.long)
         self.bad = torch.zeros(1, dtype=torch.bool)
         self.state = {}
+        self._beat = time.perf_counter()
 
     def step(self, losses, params, runs=None):
         """Backward of the loss into `params` only (every other parameter keeps grad None, so torch.optim skips
@@ -31,6 +40,10 @@ class OneRunTask:
         self.opt.step()
         self.steps += active.long()
         self.samples += active.long() * self.cfg.batch_size
+        if time.perf_counter() - self._beat >= PROGRESS_S:
+            self._beat = time.perf_counter()
+            self.log(f"[{self.cfg.exp}/{self.cfg.paradigm}]   step {int(self.steps)}  lr {self.lr:.3g}  "
+                     f"loss {float(losses.detach().sum()):.4g}")
 
     def set_lr(self, lr):
         self.lr = lr

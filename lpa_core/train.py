@@ -90,6 +90,7 @@ def train(cfg, out, ckpt_dir=None, log=None):
         else:
             epoch0, wall0, history, diverged_at, start = ck["epoch"], ck["wall_s"], ck["history"], ck["diverged_at"], ck["start"]
             log(f"[{cfg.exp}/{cfg.paradigm}] resuming from {ckpt} at epoch {epoch0}")
+    ctx.log = log  # the one-run tasks' progress lines within an epoch (lpa_core.task)
     t0, last_ck = time.perf_counter() - wall0, time.perf_counter()
     log(f"[{cfg.exp}/{cfg.paradigm}] {ctx.describe()}")
     for epoch in range(epoch0, cfg.epochs):

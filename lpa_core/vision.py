@@ -149,6 +149,11 @@ class VisionTask(OneRunTask):
 
     # --- what a paradigm uses -----------------------------------------------------------------------------------
 
+    @property
+    def n_batches(self):
+        """Batches per epoch (the last partial one is dropped)."""
+        return self.data.n_train // self.cfg.batch_size
+
     def batches(self):
         """One pass over the (augmented) training set in this run's shuffled order; the model in train mode."""
         self.model.train()

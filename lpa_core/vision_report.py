@@ -27,14 +27,13 @@ Figures: fig4_layerwise_<dataset> (accuracy and loss against depth, error bars =
 fig_inference (accuracy, size and latency against depth).
 """
 import fcntl
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from lpa_core import io
-from lpa_core.report import read_runs
+from lpa_core.report import read_runs, run_json
 
 PAPER_SOURCE = "000_698f08884f537854.txt"
 FAMILY = {"resnet": "ResNet: SGD Nesterov 0.9", "vit": "ViT: AdamW"}
@@ -63,10 +62,7 @@ def run_info(dirs):
     _lr<lr> where the lr differs from the family's usual), lr, group_size, epochs, config."""
     rows = []
     for d in dirs:
-        path = Path(d) / "run.json"
-        if not path.is_file():
-            raise FileNotFoundError(f"runs: no run.json in '{d}'")
-        meta = json.loads(path.read_text())
+        meta = run_json(d)
         c = meta["config"]
         rows.append(dict(dir=str(d), exp=c["exp"], dataset=c["datasets"][0], arch=c["arch"], paradigm=c["paradigm"],
                          seed=int(c["seeds"][0]), lr=float(c["lr"]), group_size=int(c["group_size"]),

@@ -212,11 +212,20 @@ def test_optimizer_steps_per_batch(paradigm, e2e, group, per_batch):
 def test_unit_depths_and_sequential_stages():
     assert unit_depths(6, 2) == [2, 4, 6] and unit_depths(5, 2) == [2, 4, 5] and unit_depths(6, 4) == [4, 6]
     assert unit_depths(6, 1) == [1, 2, 3, 4, 5, 6] and unit_depths(3, 7) == [3]
-    for epochs in (6, 10, 13):
-        stages = [stage(e, epochs, 6) for e in range(epochs)]
+    for steps in (6, 10, 13):
+        stages = [stage(t, steps, 6) for t in range(steps)]
         assert stages == sorted(stages) and set(stages) == set(range(1, 7))  # every block, in order
         counts = [stages.count(i) for i in range(1, 7)]
         assert max(counts) - min(counts) <= 1
+    assert [stage(t, 12, 6) for t in range(12)] == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6]  # whole epochs when L | E
+
+
+def test_sequential_with_fewer_epochs_than_blocks_trains_every_block():
+    """E < L (a quick budget): stages switch within an epoch, so no block is left at its initialisation."""
+    ctx = Context(make_cfg(paradigm="sequential", epochs=1, n_train=400))  # 8 batches, 5 blocks
+    calls = record_steps(ctx)
+    PARADIGMS["sequential"](ctx, 0)
+    assert [c[0] for c in calls] == [S(i) for i in (1, 1, 2, 2, 3, 4, 4, 5)]
 
 
 # --- 3. Adaptive LPA stops ------------------------------------------------------------------------------------------

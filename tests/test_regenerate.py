@@ -126,6 +126,16 @@ def test_paper_scale_regeneration_schedules_no_training():
         assert "cached_only: vision:" in r.stderr and "left out: the track" in r.stderr
 
 
+def test_cpu_scale_runs_only_the_vision_track_from_its_cached_runs():
+    """scale cpu (scales.cpu.tracks: [vision], its runs committed): regenerating rebuilds the vision tables and
+    figures and trains nothing; no job of another track is asked for."""
+    r = snakemake_dry(ROOT, "--profile", "profiles/regenerate", "--config", "scale=cpu")
+    jobs = set(scheduled(r.stdout))
+    assert not any(j.startswith(("train", "fetch")) for j in jobs), jobs
+    assert {"table2", "table3", "sec54", "inference", "vision_figures", "report"} <= jobs, jobs
+    assert not jobs & {"table1", "figures", "ancre_table", "ancre_case", "table5", "lm_figures"}, jobs
+
+
 def snakemake_dry(wd, *args):
     bindir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}

@@ -419,6 +419,16 @@ def test_vision_divergence_is_recorded_and_the_job_ends(tiny, tmp_path):
     assert pd.read_csv(tmp_path / "out/layerwise.csv").value.isna().all()
 
 
+def test_long_epochs_log_progress_between_epochs(tiny, tmp_path, monkeypatch):
+    from lpa_core import task
+
+    monkeypatch.setattr(task, "PROGRESS_S", 0.0)
+    logs = []
+    train(vcfg(epochs=1, n_embed=0), tmp_path / "out", tmp_path / "ck", log=logs.append)
+    steps = [m for m in logs if "  step " in m]
+    assert len(steps) == 3 and "step 3  lr 0.05  loss" in steps[-1]  # 24 images / batch 8, one line per step here
+
+
 def test_cli_trains_on_a_tiny_cifar_folder(tmp_path, monkeypatch, capsys):
     """The real loader path end to end: a CIFAR-10 pickle folder the test writes, `python -m lpa_core train`."""
     monkeypatch.setattr(images, "_download", no_download)

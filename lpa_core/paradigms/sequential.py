@@ -1,13 +1,15 @@
-def stage(epoch, epochs, n_blocks):
-    """The block (1-based) trained in `epoch` (0-based): the epoch budget is split evenly over the blocks, in order
-    (block i gets epochs [(i-1)E/L, iE/L)); with E not a multiple of L the stages differ by at most one epoch."""
-    return epoch * n_blocks // epochs + 1
+def stage(step, steps, n_blocks):
+    """The block (1-based) trained at batch `step` (0-based) of a budget of `steps` batches: the budget is split
+    evenly over the blocks, in order (block i gets batches [(i-1)T/L, iT/L)). Counted in batches, not epochs, so
+    that with fewer epochs than blocks every block still trains (a quick or CPU budget); when L divides the
+    epochs, every stage is whole epochs."""
+    return min(step * n_blocks // steps + 1, n_blocks)
 
 
 def sequential(ctx, epoch):
     """Greedy layer-by-layer (Eq. 15): block i trains with the stem and the shared head; blocks < i are frozen
     (used in the forward, never updated), blocks > i are off."""
-    i = stage(epoch, ctx.cfg.epochs, ctx.model.depth)
-    params = ctx.model.params(depth=i, first=i - 1)
-    for x, y in ctx.batches():
-        ctx.step(ctx.loss(x, y, depth=i), params)
+    nb, L = ctx.n_batches, ctx.model.depth
+    for b, (x, y) in enumerate(ctx.batches()):
+        i = stage(epoch * nb + b, ctx.cfg.epochs * nb, L)
+        ctx.step(ctx.loss(x, y, depth=i), ctx.model.params(depth=i, first=i - 1))
