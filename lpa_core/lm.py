@@ -193,12 +193,7 @@ class LMTask(OneRunTask):
     (lpa_core.train). Per-run tensors have shape [1]."""
 
     def __init__(self, cfg):
-        self.cfg = cfg
-        (self.dataset, self.seed), = cfg.runs
-        self.device = torch.device(cfg.device)
-        self.amp = self.device.type == "cuda" and cfg.precision == "auto"
-        if self.device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = True
+        self.init_run(cfg)
         tokenizer = cfg.tokenizer
         if tokenizer == "auto":
             tokenizer = cfg.arch if is_pretrained(cfg.arch) else "bpe"

@@ -1,6 +1,6 @@
 """What the one-run tasks share (images: lpa_core.vision.VisionTask; text: lpa_core.lm.LMTask): the per-run
 counters, the optimizer step that keeps inactive blocks untouched, the learning rate, checkpoint and resume.
-A subclass sets cfg, model, opt (a torch.optim optimizer), gen (its data generator) and lr, and calls
+A subclass calls `init_run(cfg)`, sets model, opt (a torch.optim optimizer), gen (its data generator) and lr, and calls
 `counters()`. Per-run tensors have shape [1]. Within an epoch, `step` logs a progress line (steps, lr, loss) at most
 every PROGRESS_S seconds through `log` (lpa_core.train sets the job's), so a long CPU epoch is never silent."""
 import sys
@@ -17,6 +17,15 @@ PROGRESS_S = 60.0
 class OneRunTask:
     n_runs = 1
     log = staticmethod(lambda msg: print(msg, file=sys.stderr, flush=True))
+
+    def init_run(self, cfg):
+        """The run's cfg, (dataset, seed) and device; bf16 autocast on CUDA unless precision says fp32; TF32 matmuls."""
+        self.cfg = cfg
+        (self.dataset, self.seed), = cfg.runs
+        self.device = torch.device(cfg.device)
+        self.amp = self.device.type == "cuda" and cfg.precision == "auto"
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
 
     def counters(self):
         self.steps = torch.zeros(1, dtype=torch.long)

@@ -109,13 +109,9 @@ class VisionTask(OneRunTask):
     needs (lpa_core.train). Per-run tensors have shape [1]."""
 
     def __init__(self, cfg):
-        self.cfg = cfg
-        (self.dataset, self.seed), = cfg.runs
-        self.device = torch.device(cfg.device)
-        self.amp = self.device.type == "cuda" and cfg.precision == "auto"
+        self.init_run(cfg)
         if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cudnn.benchmark = torch.backends.cudnn.allow_tf32 = True
         key = (self.dataset, cfg.data_dir, cfg.imagenet_dir, cfg.device, cfg.train_subset, cfg.test_subset)
         if key not in _DATA:
             _DATA.clear()

@@ -9,7 +9,9 @@ def stage(step, steps, n_blocks):
 def sequential(ctx, epoch):
     """Greedy layer-by-layer (Eq. 15): block i trains with the stem and the shared head; blocks < i are frozen
     (used in the forward, never updated), blocks > i are off."""
-    nb, L = ctx.n_batches, ctx.model.depth
+    nb, L, current, params = ctx.n_batches, ctx.model.depth, None, None
     for b, (x, y) in enumerate(ctx.batches()):
         i = stage(epoch * nb + b, ctx.cfg.epochs * nb, L)
-        ctx.step(ctx.loss(x, y, depth=i), ctx.model.params(depth=i, first=i - 1))
+        if i != current:
+            current, params = i, ctx.model.params(depth=i, first=i - 1)
+        ctx.step(ctx.loss(x, y, depth=i), params)
