@@ -6,8 +6,8 @@ models (lpa_core.lm: named sizes or a save_pretrained directory). A key that onl
 set, away from its default, for another one (it would be ignored)."""
 from dataclasses import asdict, dataclass, fields
 
-SURFACE_ONLY = ("width", "depth", "activation", "n_train", "n_test", "domain", "grid")
-VISION_ONLY = ("data_dir", "imagenet_dir", "train_subset", "test_subset", "head", "n_embed", "precision", "workers")
+SURFACE_ONLY = ("width", "depth", "activation", "n_train", "n_test", "domain", "grid", "grid_seeds")
+VISION_ONLY = ("data_dir", "imagenet_dir", "train_subset", "test_subset", "head", "n_embed", "precision", "memory_format", "workers")
 LM_ONLY = ("seq_len", "vocab_size", "tokenizer", "epoch_batches", "eval_tokens", "n_generate")
 TASK_KEYS = {"surfaces": SURFACE_ONLY, "vision": VISION_ONLY, "lm": LM_ONLY + ("data_dir", "precision")}
 
@@ -38,7 +38,8 @@ class TrainConfig:
     test_subset: int = 0              # evaluate on this many test images, a fixed subset (0 = all)
     head: str = "pad"                 # ResNet shared head at a block narrower than the widest stage: pad = average pool, zero-pad channels, one linear (paper Sec 4.2); pad_norm = the same after a parameter-free LayerNorm (see lpa_core.vision_models)
     n_embed: int = 512                # test images whose per-depth embeddings go to embeddings.npz (t-SNE, Fig. 5); 0 = none
-    precision: str = "auto"           # auto = bf16 autocast, and channels_last for ResNets, on CUDA; fp32 on CPU; fp32 = fp32 everywhere
+    precision: str = "auto"           # auto = bf16 autocast on CUDA, fp32 on CPU; bf16 = bf16 autocast on any device (CPU: torch's CPU autocast, the CUDA path's stand-in); fp32 = fp32 everywhere
+    memory_format: str = "auto"       # ResNets: auto = channels_last under bf16 on CUDA, else contiguous; channels_last (any device, the CUDA path's stand-in on CPU); contiguous
     workers: int = 4                  # ImageNet: DataLoader worker processes
     # language models (LM archs: lpa_core.lm.LM_ARCHS or a save_pretrained directory; datasets = the corpus:
     # pydoc (offline), hf:NAME[:CONFIG] or local text files, lpa_core.text; data_dir holds the trained tokenizer)
@@ -70,6 +71,7 @@ class TrainConfig:
     # I/O and execution
     eval_every: int = 5               # epochs between history evaluations (the last epoch is always evaluated)
     grid: int = 64                    # points per axis of the saved prediction grid (stored as float16)
+    grid_seeds: int = 1               # grid.npz keeps the predictions of the first this-many seeds of each dataset (ok runs first; the figures draw the first); 0 = every run
     ckpt_every_s: float = 30.0        # checkpoint at the end of an epoch once this many seconds have passed; 0 = every epoch
     threads: int = 1                  # torch CPU threads (tiny models: 1 per process is fastest)
     device: str = "cpu"
@@ -98,7 +100,8 @@ class TrainConfig:
                                 ("layerskip_scale", [self.layerskip_scale], ("exp", "linear")),
                                 ("layerskip_curriculum", [self.layerskip_curriculum], ("rotational", "gradual", "none")),
                                 ("topology", [self.topology], TOPOLOGIES), ("normalisation", [self.normalisation], NORMALISATIONS),
-                                ("head", [self.head], HEADS), ("precision", [self.precision], ("auto", "fp32"))]:
+                                ("head", [self.head], HEADS), ("precision", [self.precision], ("auto", "bf16", "fp32")),
+                                ("memory_format", [self.memory_format], ("auto", "channels_last", "contiguous"))]:
             for v in val:
                 if v not in valid:
                     raise ValueError(f"{key}: unknown '{v}' (valid: {', '.join(valid)})")
@@ -107,7 +110,7 @@ class TrainConfig:
             if getattr(self, key) < 1:
                 raise ValueError(f"{key}: must be a positive integer, got {getattr(self, key)}")
         for key in ("lr", "weight_decay", "warmup_epochs", "adaptive_warmup", "ckpt_every_s", "final_lr_frac",
-                    "train_subset", "test_subset", "n_embed", "workers", "layerskip_exit_scale",
+                    "train_subset", "test_subset", "n_embed", "workers", "layerskip_exit_scale", "grid_seeds",
                     "epoch_batches", "eval_tokens", "n_generate"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key}: must be >= 0, got {getattr(self, key)}")

@@ -19,8 +19,11 @@ which ANCRé's Table 7 trains: 8 / 12 / 24 layers; vocabulary = the tokenizer's)
 Recipe (RECIPE; ANCRé Table 7 follows GaLore's torchrun_main.py: Adam(W) betas (0.9, 0.999), weight decay 0, no
 gradient clipping, linear warm-up over 10% of the steps, cosine to 10% of the peak lr, sequences of 256, batch 512,
 lr 5e-3 (60M) / 1e-3 (130M, 350M)). An LM epoch is cfg.epoch_batches batches of random windows (or one pass over
-the training split when 0), so the loop's per-epoch cosine gives Table 7's schedule as epochs x epoch_batches
-steps with warmup_epochs = epochs / 10. LPA's epoch is Algorithm 1's: (L+1) x epoch_batches steps.
+the training split when 0). The learning rate moves every batch as GaLore's scheduler does every step
+(galore_lr: linear warm-up from 0 over warmup_epochs x batches, then cosine to final_lr_frac over the rest), so
+Table 7's schedule is epochs x epoch_batches steps with warmup_epochs = epochs / 10. LPA's epoch is Algorithm 1's:
+(L+1) x epoch_batches steps; its schedule counts batches (the L+1 steps of one batch share a rate), and a second
+pass within an epoch (Algorithm 1's full-depth pass, Adaptive LPA's depth pass) keeps the epoch's last rate.
 
 Outputs, beside the loop's run.json and coeffs.csv (any topology):
   layerwise.csv  validation perplexity, loss (nats/token) and next-token accuracy (%) at every depth 1..L
@@ -104,7 +107,7 @@ class LMHead(nn.Module):
 
 class LMStack(BlockStack):
     """A transformers CausalLM (`lm`) taken apart: embedding stem, decoder-layer blocks, shared norm + lm_head.
-    Inputs token ids [B, T], logits [B, T, V]. With `amp` (CUDA: the task sets it) forwards run under bf16 autocast."""
+    Inputs token ids [B, T], logits [B, T, V]. With `amp` (the task sets it: CUDA, or precision bf16 on any device) forwards run under bf16 autocast."""
 
     def __init__(self, lm, topology="cascade", tau=0.01, normalisation="ingoing"):
         super().__init__()
@@ -183,6 +186,16 @@ def make_optimizer(model, lr, weight_decay):
                              lr=lr, betas=(0.9, 0.999))
 
 
+def galore_lr(base, step, total, warmup, final_frac):
+    """The rate of schedule step `step` (0-based) of `total`, as GaLore's torchrun_main.py (training_utils,
+    cosine scheduler, one cycle, stepped after every update): base * step / warmup during the warm-up (0 at the
+    first step), then cosine from base to base * final_frac."""
+    if step < warmup:
+        return base * step / max(1, warmup)
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (final_frac + (1 - final_frac) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
 def quarter_depths(L):
     """Depths L/4, L/2, 3L/4, L (rounded up, distinct): Table 5's 12/24/36/48 of 48 layers."""
     return sorted({max(1, math.ceil(L * q / 4)) for q in (1, 2, 3, 4)})
@@ -214,6 +227,7 @@ class LMTask(OneRunTask):
         self.lr = cfg.lr
         self.gen = torch.Generator().manual_seed(2_000_003 + self.seed)  # window positions and order
         self.counters()
+        self._drawn = [None, 0]  # (epoch, batches drawn in it): the per-step schedule's position
         self.n_params = sum(p.numel() for p in self.model.parameters())
         from importlib.metadata import version  # (importing datasets itself costs seconds)
 
@@ -230,7 +244,16 @@ class LMTask(OneRunTask):
     def batches(self):
         """One epoch of next-token batches (x, y) [B, T]; the model in train mode."""
         self.model.train()
-        yield from self.data.train_batches(self.cfg.batch_size, self.cfg.seq_len, self.gen, self.cfg.epoch_batches)
+        c, n = self.cfg, self.n_batches
+        for batch in self.data.train_batches(c.batch_size, c.seq_len, self.gen, c.epoch_batches):
+            epoch = getattr(self, "epoch", None)  # set by the loop (lpa_core.train); absent: the rate stays
+            if epoch is not None:
+                if self._drawn[0] != epoch:
+                    self._drawn = [epoch, 0]
+                self.set_lr(galore_lr(c.lr, epoch * n + min(self._drawn[1], n - 1), c.epochs * n,
+                                      round(c.warmup_epochs * n), c.final_lr_frac))
+                self._drawn[1] += 1
+            yield batch
 
     def _ce(self, logits, y):
         return F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
@@ -257,7 +280,7 @@ class LMTask(OneRunTask):
         return (f"1 run: {c.arch} ({self.n_params / 1e6:.2f}M params, {self.model.depth} blocks, {c.topology}) on "
                 f"{self.dataset} ({len(self.data.train)} train / {len(self.data.val)} validation tokens, vocabulary "
                 f"{self.data.tok.get_vocab_size()}); {RECIPE['optimizer']} lr {c.lr} wd {c.weight_decay}, {c.epochs} epochs of "
-                f"{per} of {c.batch_size} x {c.seq_len} tokens; {self.device}{' bf16' if self.amp else ' fp32'}")
+                f"{per} of {c.batch_size} x {c.seq_len} tokens; {self.device} {self.precision}")
 
     @torch.no_grad()
     def evaluate(self, every_depth=True):

@@ -146,8 +146,9 @@ class BlockStack(ResidualStack):
         return xs
 
     def autocast(self):
-        """bf16 autocast where `amp` is set (CUDA only: the vision and LM tasks set it), else nothing."""
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
+        """bf16 autocast on the parameters' device (CUDA, or CPU under precision bf16) where the vision and LM tasks
+        set `amp`, else nothing."""
+        return torch.autocast(device_type=next(self.parameters()).device.type, dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
 
     def features(self, x, depth=None):
         with self.autocast():

@@ -3,7 +3,8 @@ trained as one vectorised residual MLP (lpa_core.models: run-stacked weights, lp
 
 The task's outputs, beside the loop's run.json (lpa_core.train): layerwise.csv (test MSE and MAE at every depth),
 history.csv (train/test error at full depth per evaluated epoch), summary.csv (one row per run) and grid.npz
-(predictions on a plotting grid at every depth, float16, and the truth); layerdrop runs add pruned.csv (test error
+(predictions on a plotting grid at every depth, float16, and the truth, for the first cfg.grid_seeds seeds of each
+dataset); layerdrop runs add pruned.csv (test error
 of LayerDrop's pruned sub-networks).
 """
 import math
@@ -27,6 +28,16 @@ PRUNED = KEYS + ["rate", "blocks_kept", "metric", "value", "status"]  # layerdro
 def run_keys(cfg, r):
     d, s = cfg.runs[r]
     return [cfg.exp, d, cfg.arch, cfg.paradigm, s]
+
+
+def grid_runs(runs, status, n):
+    """Indices of the runs whose predictions grid.npz keeps: per dataset the first n seeds, ok runs first (the
+    surface figures draw the first ok seed), in run order; n = 0 keeps every run (TrainConfig.grid_seeds)."""
+    keep = []
+    for d in dict.fromkeys(d for d, _ in runs):
+        mine = [r for r, (rd, _) in enumerate(runs) if rd == d]
+        keep += sorted(mine, key=lambda r: status[r] != "ok")[:n or len(mine)]
+    return sorted(keep)
 
 
 class SurfaceTask:
@@ -149,10 +160,11 @@ class SurfaceTask:
         with torch.no_grad():
             feats = self.model.features(pts.T.to(cfg.device).expand(R, -1, -1).contiguous())
             pred = torch.stack([self.model.head(h)[:, 0] for h in feats], dim=1).cpu()
-        truth = torch.stack([surface(d, pts)[:, 0] for d, _ in cfg.runs])
-        io.write_npz(out / "grid.npz", axis=axis.numpy(), pred=pred.reshape(R, L, cfg.grid, cfg.grid).half().numpy(),
-                     truth=truth.reshape(R, cfg.grid, cfg.grid).numpy(), datasets=np.array([d for d, _ in cfg.runs]),
-                     seeds=np.array([s for _, s in cfg.runs]), status=np.array(status))
+        keep = grid_runs(cfg.runs, status, cfg.grid_seeds)
+        truth = torch.stack([surface(cfg.runs[r][0], pts)[:, 0] for r in keep])
+        io.write_npz(out / "grid.npz", axis=axis.numpy(), pred=pred[keep].reshape(len(keep), L, cfg.grid, cfg.grid).half().numpy(),
+                     truth=truth.reshape(len(keep), cfg.grid, cfg.grid).numpy(), datasets=np.array([cfg.runs[r][0] for r in keep]),
+                     seeds=np.array([cfg.runs[r][1] for r in keep]), status=np.array(status)[keep])
         io.write_csv(out / "layerwise.csv", KEYS + ["depth", "metric", "value", "status"], layerwise)
         io.write_csv(out / "history.csv", HISTORY, history)
         io.write_csv(out / "summary.csv", SUMMARY, summary)

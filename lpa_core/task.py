@@ -19,13 +19,14 @@ class OneRunTask:
     log = staticmethod(lambda msg: print(msg, file=sys.stderr, flush=True))
 
     def init_run(self, cfg):
-        """The run's cfg, (dataset, seed) and device; bf16 autocast on CUDA unless precision says fp32; TF32 matmuls."""
+        """The run's cfg, (dataset, seed) and device; bf16 autocast (amp) on CUDA under precision auto and on any
+        device under bf16 (CPU: the same autocast code, torch's CPU bf16); TF32 matmuls on CUDA."""
         self.cfg = cfg
         (self.dataset, self.seed), = cfg.runs
         self.device = torch.device(cfg.device)
-        self.amp = self.device.type == "cuda" and cfg.precision == "auto"
-        if self.device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = True
+        self.amp = cfg.precision == "bf16" or (self.device.type == "cuda" and cfg.precision == "auto")
+        self.precision = "bf16" if self.amp else "fp32"  # recorded in run.json and inference.csv
+        torch.backends.cuda.matmul.allow_tf32 |= self.device.type == "cuda"
 
     def counters(self):
         self.steps = torch.zeros(1, dtype=torch.long)

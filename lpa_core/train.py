@@ -94,6 +94,7 @@ def train(cfg, out, ckpt_dir=None, log=None):
     t0, last_ck = time.perf_counter() - wall0, time.perf_counter()
     log(f"[{cfg.exp}/{cfg.paradigm}] {ctx.describe()}")
     for epoch in range(epoch0, cfg.epochs):
+        ctx.epoch = epoch  # a task may move the rate within the epoch (lpa_core.lm: per step)
         ctx.set_lr(cosine_lr(cfg.lr, epoch, cfg.epochs, cfg.warmup_epochs, cfg.final_lr_frac))
         paradigm(ctx, epoch)
         wall = time.perf_counter() - t0
@@ -124,6 +125,7 @@ def write_outputs(ctx, out, history, diverged_at, start, wall):
     ctx.write_outputs(out, history, status, diverged_at, wall)
     prov = io.provenance(cfg.device)
     prov["versions"].update(getattr(ctx, "versions", {}))  # the libraries a task builds on (vision: torchvision, timm)
+    prov["precision"] = getattr(ctx, "precision", "fp32")  # what ran: bf16 autocast or fp32 (lpa_core.task)
     io.write_json(out / "run.json", {"config": cfg.to_dict(), **prov, "start": start, "end": io.now(),
                                      "wall_s": round(wall, 3), "runs": [dict(zip(["dataset", "seed"], k), status=s)
                                                                          for k, s in zip(cfg.runs, status)]})

@@ -23,7 +23,9 @@ running statistics are buffers, not parameters: a training-mode forward updates 
 of what each block now sees; blocks the forward does not reach keep theirs.
 
 On CUDA (cfg.precision 'auto'): bf16 autocast for the forward passes, channels_last for ResNets, cuDNN benchmark
-and TF32. (This path is written and guarded, not exercised by the CPU test suite.)
+and TF32. The same code runs on a CPU under `precision: bf16` (torch's CPU bf16 autocast) and `memory_format:
+channels_last`, so the CPU test suite exercises every line of the GPU path but the CUDA kernels; what is left
+branching on the device is one-line flags (cuDNN, TF32, synchronize, pinned memory).
 """
 import statistics
 import time
@@ -55,7 +57,7 @@ RECIPES = {
 TRAIN_EVAL = 10_000  # training images evaluated for history's train loss/accuracy (a fixed subset)
 LAYERWISE = KEYS + ["depth", "metric", "value", "status"]
 VSUMMARY = SUMMARY + ["params_effective"]
-INFERENCE = KEYS + ["depth", "params", "batch", "latency_ms", "images_per_s", "device"]
+INFERENCE = KEYS + ["depth", "params", "batch", "latency_ms", "images_per_s", "device"]  # device: hardware + precision
 _DATA = {}  # loaded datasets, kept for a task re-made in the same process (a checkpoint that does not resume)
 
 
@@ -79,8 +81,7 @@ def make_optimizer(model, arch, lr, weight_decay):
 
 
 def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    return torch.cuda.synchronize(device) if device.type == "cuda" else None
 
 
 @torch.no_grad()
@@ -110,8 +111,7 @@ class VisionTask(OneRunTask):
 
     def __init__(self, cfg):
         self.init_run(cfg)
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark |= self.device.type == "cuda"  # allow_tf32 is cuDNN's default
         key = (self.dataset, cfg.data_dir, cfg.imagenet_dir, cfg.device, cfg.train_subset, cfg.test_subset)
         if key not in _DATA:
             _DATA.clear()
@@ -124,7 +124,8 @@ class VisionTask(OneRunTask):
             torch.manual_seed(1_000_003 + self.seed)
             model = create_vision_model(cfg.arch, num_classes=spec.classes, in_chans=spec.channels, img_size=spec.size,
                                         head=cfg.head, topology=cfg.topology, tau=cfg.tau, normalisation=cfg.normalisation)
-        self.channels_last = self.amp and family(cfg.arch) == "resnet"
+        self.channels_last = family(cfg.arch) == "resnet" and (cfg.memory_format == "channels_last" or (
+            cfg.memory_format == "auto" and self.amp and self.device.type == "cuda"))
         self.model = model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
         self.model.amp = self.amp
         self.opt = make_optimizer(self.model, cfg.arch, cfg.lr, cfg.weight_decay)
@@ -179,7 +180,7 @@ class VisionTask(OneRunTask):
         return (f"1 run: {self.cfg.arch} ({self.n_params / 1e6:.2f}M params, {self.model.depth} blocks) on {self.dataset} "
                 f"({self.data.n_train} train / {self.data.n_test} test images, {c}x{s}x{s}); {r['optimizer']} lr "
                 f"{self.cfg.lr} wd {self.cfg.weight_decay}, {self.cfg.epochs} epochs of {self.data.n_train // self.cfg.batch_size} "
-                f"batches of {self.cfg.batch_size}; {self.device}{' bf16' if self.amp else ' fp32'}")
+                f"batches of {self.cfg.batch_size}; {self.device} {self.precision}{' channels_last' if self.channels_last else ''}")
 
     @torch.no_grad()
     def evaluate(self, split="test", every_depth=True, subset=0):
@@ -241,7 +242,7 @@ class VisionTask(OneRunTask):
                          dataset=self.dataset, arch=cfg.arch, paradigm=cfg.paradigm, seed=self.seed, status=status[0])
         x, _, _ = self.data.sample(min(cfg.batch_size, self.data.n_test))
         costs = depth_costs(self.model, self._input(x))
-        device = io.hardware(cfg.device) + (" bf16" if self.amp else " fp32")
+        device = f"{io.hardware(cfg.device)} {self.precision}"
         inference = [keys + [k, p, len(x), round(ms, 4), round(1000 * len(x) / ms, 1), device] for k, p, ms in costs]
         io.write_csv(out / "layerwise.csv", LAYERWISE, layerwise)
         io.write_csv(out / "history.csv", HISTORY, history)
