@@ -35,13 +35,15 @@ class Spec:
     size: int    # model input side, px
     mean: tuple
     std: tuple
+    n_train: int = 0  # images in the full training / test split (lpa_core.cost; 0: unknown)
+    n_test: int = 0
 
 
 DATASETS = {
-    "fashion_mnist": Spec(10, 1, 32, (0.2860,), (0.3530,)),
-    "cifar10": Spec(10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": Spec(100, 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    "imagenet": Spec(1000, 3, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "fashion_mnist": Spec(10, 1, 32, (0.2860,), (0.3530,), 60_000, 10_000),
+    "cifar10": Spec(10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 50_000, 10_000),
+    "cifar100": Spec(100, 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 50_000, 10_000),
+    "imagenet": Spec(1000, 3, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 1_281_167, 50_000),
 }
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 IDX = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
