@@ -37,7 +37,7 @@ from pathlib import Path
 GPUS = {"h200": 790e12}  # dense bf16 FLOP/s (issue 14: the H200's measured matmul rate, ~790 TFLOP/s)
 ASSUMED_MFU = {"resnet": 0.15, "vit": 0.15, "lm": 0.25}
 MFU_CSV = Path("results/benchmarks/gpu/mfu.csv")
-TRAIN_CMD = re.compile(r"python -m lpa_core train((?: --[\w-]+ [^\s)]+)+)")
+TRAIN_CMD = re.compile(r"python -m lpa_core train((?: --[\w-]+ [^\s)'\"]+)+)")
 SKIP = {"out", "ckpt_dir"}
 
 
