@@ -15,7 +15,11 @@ steps per batch) and the per-batch cost relative to Simultaneous. Beside it, two
           multiple of forward, so it cancels). A vocabulary-heavy small model is closer to L + 1 than to (L+1)/2 + 1.
 The goal on a GPU (as for the vision track): measured LPA cost within 1.15x of the flops ratio (column
 cost_over_theory). Adaptive LPA is timed in its adaptive epoch (after one warm-up epoch of plain LPA).
-Results: results/benchmarks/lm_speed.csv and a JSON provenance sidecar (lpa_core.io).
+Model FLOP utilisation (mfu): the epoch's training FLOPs by PaLM's count (lpa_core.cost.lm_depth_flops and
+batch_flops: 6 x parameters + attention per token at every depth the paradigm steps; Adaptive LPA counted as LPA)
+per second, over --peak-tflops (default on CUDA: 790, the H200's measured dense bf16 rate; none on a CPU); the
+goal for llama_60m in bf16 is 25%. Results: results/benchmarks/lm_speed.csv and a JSON provenance sidecar
+(lpa_core.io).
 """
 import argparse
 import sys
@@ -28,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from lpa_core import io  # noqa: E402
 from lpa_core.config import TrainConfig  # noqa: E402
+from lpa_core.cost import GPUS, batch_flops, lm_depth_flops  # noqa: E402
 from lpa_core.lm import LMTask  # noqa: E402
 from lpa_core.paradigms import PARADIGMS, get_paradigm  # noqa: E402
 from lpa_core.paradigms.lpa import unit_depths  # noqa: E402
@@ -58,7 +63,8 @@ def sync(device):
 def time_epoch(a, paradigm):
     cfg = TrainConfig(exp="bench", arch=a.arch, datasets=(a.corpus,), seeds=(0,), paradigm=paradigm, device=a.device,
                       batch_size=a.batch, seq_len=a.seq_len, vocab_size=a.vocab_size, epoch_batches=a.batches, epochs=2,
-                      adaptive_warmup=1, lr=1e-3, group_size=a.group_size, threads=a.threads, data_dir=a.data_dir)
+                      adaptive_warmup=1, lr=1e-3, group_size=a.group_size, threads=a.threads, data_dir=a.data_dir,
+                      precision=a.precision)
     torch.set_num_threads(a.threads)
     task = LMTask(cfg)
     x, y = next(iter(task.batches()))
@@ -85,10 +91,14 @@ def main():
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--group-size", type=int, default=2, help="lpa_grouped unit size")
     p.add_argument("--data-dir", default="data")
+    p.add_argument("--precision", default="auto", help="auto (bf16 on CUDA), bf16 (any device) or fp32")
+    p.add_argument("--peak-tflops", type=float, help="the device's dense FLOP/s for MFU (default: 790 on CUDA, none on a CPU)")
     p.add_argument("--out", default="results/benchmarks/lm_speed.csv")
     a = p.parse_args()
+    peak = a.peak_tflops * 1e12 if a.peak_tflops else GPUS["h200"] if a.device.startswith("cuda") else None
     head = ["arch", "n_blocks", "paradigm", "device", "precision", "batch", "seq_len", "batches", "steps", "seconds",
-            "tokens_per_s", "ms_per_batch", "cost_vs_simultaneous", "theory_blocks", "theory_flops", "cost_over_theory"]
+            "tokens_per_s", "ms_per_batch", "cost_vs_simultaneous", "theory_blocks", "theory_flops", "cost_over_theory",
+            "model_tflops_per_s", "mfu"]
     rows, base, theory = [], None, None
     print(" ".join(f"{h:>12}" for h in head[2:3] + head[8:]))
     for par in a.paradigms.split(","):
@@ -103,14 +113,16 @@ def main():
         base = per_batch if par == "simultaneous" else base
         cost = per_batch / base if base else None
         tb, tf = theory.get(par, ("", ""))
-        row = [a.arch, L, par, io.hardware(a.device), "bf16" if task.amp else "fp32", a.batch, a.seq_len, a.batches, steps,
+        achieved = batch_flops(task.cfg, lm_depth_flops(a.arch, task.data.tok.get_vocab_size(), a.seq_len)) * a.batches / sec
+        row = [a.arch, L, par, io.hardware(a.device), task.precision, a.batch, a.seq_len, a.batches, steps,
                round(sec, 4), round(a.batch * a.seq_len * a.batches / sec, 1), round(1000 * per_batch, 2),
                round(cost, 3) if cost else "", round(tb, 3) if tb != "" else "", round(tf, 3) if tf != "" else "",
-               round(cost / tf, 3) if cost and tf != "" else ""]
+               round(cost / tf, 3) if cost and tf != "" else "", round(achieved / 1e12, 3), round(achieved / peak, 4) if peak else ""]
         rows.append(row)
         print(" ".join(f"{str(v):>12}" for v in row[2:3] + row[8:]), flush=True)
     io.write_csv(a.out, head, rows)
-    io.write_json(Path(a.out).with_suffix(".json"), {**io.provenance(a.device), "args": vars(a), "torch_threads": a.threads})
+    io.write_json(Path(a.out).with_suffix(".json"), {**io.provenance(a.device), "args": vars(a), "torch_threads": a.threads,
+                                                     "peak_flops": peak})
     print(f"-> {a.out}")
 
 

@@ -125,6 +125,14 @@ def step_depths(cfg, L):
     return [L]
 
 
+def batch_flops(cfg, F):
+    """Training FLOPs of one batch of cfg.batch_size examples under cfg.paradigm, from forward FLOPs per example at
+    each depth F (forward + backward = 3 x forward at every step the paradigm takes)."""
+    depths = step_depths(cfg, len(F))
+    forward = sum(F) / len(F) if depths == [None] else sum(F[d - 1] for d in depths)
+    return 3 * forward * cfg.batch_size
+
+
 def job_flops(cfg):
     """(training + evaluation FLOPs of one job, model family 'resnet' | 'vit' | 'lm')."""
     if cfg.task == "vision":
@@ -137,19 +145,15 @@ def job_flops(cfg):
         n_test = min(cfg.test_subset or spec.n_test, spec.n_test)
         per_eval = n_test + min(n_train, TRAIN_EVAL)
         batches, fam = n_train // cfg.batch_size, family(cfg.arch)
-        examples_per_batch, final = cfg.batch_size, n_test
+        final = n_test
     else:
         F = lm_depth_flops(cfg.arch, cfg.vocab_size, cfg.seq_len)
         if not cfg.epoch_batches:
             raise ValueError(f"cost: {cfg.arch} job with epoch_batches 0 (a pass over the corpus): its size is not known before loading it")
         batches, fam = cfg.epoch_batches, "lm"
-        examples_per_batch = cfg.batch_size
         per_eval = final = max(1, cfg.eval_tokens // cfg.seq_len)
-    L = len(F)
-    depths = step_depths(cfg, L)
-    per_batch = sum(F) / L if depths == [None] else sum(F[d - 1] for d in depths)
     evals = math.ceil(cfg.epochs / cfg.eval_every) + 1
-    return 3 * per_batch * examples_per_batch * batches * cfg.epochs + F[-1] * (per_eval * evals + final), fam
+    return batch_flops(cfg, F) * batches * cfg.epochs + F[-1] * (per_eval * evals + final), fam
 
 
 def measured_mfu(path=MFU_CSV):

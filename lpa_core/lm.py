@@ -229,9 +229,14 @@ class LMTask(OneRunTask):
         self.counters()
         self._drawn = [None, 0]  # (epoch, batches drawn in it): the per-step schedule's position
         self.n_params = sum(p.numel() for p in self.model.parameters())
-        from importlib.metadata import version  # (importing datasets itself costs seconds)
+        from importlib.metadata import PackageNotFoundError, version  # (importing datasets itself costs seconds)
 
-        self.versions = {k: version(k) for k in ("transformers", "tokenizers", "datasets")}
+        self.versions = {}
+        for k in ("transformers", "tokenizers", "datasets"):  # datasets is needed only for hf: and file corpora
+            try:
+                self.versions[k] = version(k)
+            except PackageNotFoundError:
+                pass
 
     # --- what a paradigm uses -----------------------------------------------------------------------------------
 

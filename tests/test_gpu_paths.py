@@ -142,3 +142,27 @@ def test_lm_learning_rate_moves_every_step_as_galore(paradigm, tmp_path_factory,
         assert seen == pytest.approx(expect)
     assert seen[0] == 0 and len(set(seen[:5 * per_batch])) > 1  # the warm-up moves within the first epoch
     assert galore_lr(2.0, 20, 20, 5, 0.1) == pytest.approx(0.2) and galore_lr(2.0, 5, 20, 5, 0.1) == pytest.approx(2.0)
+
+
+# --- on a GPU (pytest -m gpu; benchmarks/gpu_acceptance.sh runs these) --------------------------------------------
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_bf16_first_step_close_to_cpu_fp32(tiny, tmp_path_factory):  # noqa: F811
+    """The same init and batch: the CUDA bf16 loss of each task is within BF16_RTOL of the CPU fp32 one."""
+    from lpa_core.lm import LMTask
+
+    data_dir = str(tmp_path_factory.mktemp("lmdata"))
+    makers = {"resnet": lambda **kw: VisionTask(vcfg(FAMILIES["resnet"], **kw)),
+              "vit": lambda **kw: VisionTask(vcfg(FAMILIES["vit"], **kw)),
+              "lm": lambda **kw: LMTask(lm_tests.tiny_cfg(data_dir, **kw))}
+    for name, make in makers.items():
+        losses = {}
+        for dev in ("cpu", "cuda"):
+            t = make(device=dev)
+            assert t.amp == (dev == "cuda")
+            x, y = next(t.batches())
+            t.model.eval()
+            with torch.no_grad():
+                losses[dev] = float(t.loss(x, y))
+        assert abs(losses["cuda"] - losses["cpu"]) <= BF16_RTOL * abs(losses["cpu"]), (name, losses)
