@@ -204,10 +204,12 @@ def estimate(jobs, gpu="h200", mfu_csv=MFU_CSV):
 
 
 def render(rows, gpu):
-    head = f"{'track':<9}{'experiment':<15}{'arch':<13}{'paradigm':<26}{'jobs':>5}{'PFLOP/job':>11}{'h/job':>9}{'hours':>9}  device  source"
+    w = [max([len(h)] + [len(str(r[i])) for r in rows]) + 2 for i, h in enumerate(("track", "experiment", "arch", "paradigm"))]
+    head = (f"{'track':<{w[0]}}{'experiment':<{w[1]}}{'arch':<{w[2]}}{'paradigm':<{w[3]}}{'jobs':>5}{'PFLOP/job':>11}"
+            f"{'h/job':>9}{'hours':>9}  device  source")
     lines = [head, "-" * len(head)]
     for track, exp, arch, par, n, pf, hj, h, dev, src in sorted(rows):
-        lines.append(f"{track:<9}{exp:<15}{arch:<13}{par:<26}{n:>5}{pf:>11.2f}{hj:>9.2f}{h:>9.1f}  {dev:<6}  {src}")
+        lines.append(f"{track:<{w[0]}}{exp:<{w[1]}}{arch:<{w[2]}}{par:<{w[3]}}{n:>5}{pf:>11.2f}{hj:>9.2f}{h:>9.1f}  {dev:<6}  {src}")
     lines.append("-" * len(head))
     totals = defaultdict(lambda: [0, 0.0])
     for r in rows:
