@@ -148,7 +148,9 @@ class BlockStack(ResidualStack):
     def autocast(self):
         """bf16 autocast on the parameters' device (CUDA, or CPU under precision bf16) where the vision and LM tasks
         set `amp`, else nothing."""
-        return torch.autocast(device_type=next(self.parameters()).device.type, dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=next(self.parameters()).device.type, dtype=torch.bfloat16)
 
     def features(self, x, depth=None):
         with self.autocast():

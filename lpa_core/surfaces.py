@@ -4,8 +4,7 @@ trained as one vectorised residual MLP (lpa_core.models: run-stacked weights, lp
 The task's outputs, beside the loop's run.json (lpa_core.train): layerwise.csv (test MSE and MAE at every depth),
 history.csv (train/test error at full depth per evaluated epoch), summary.csv (one row per run) and grid.npz
 (predictions on a plotting grid at every depth, float16, and the truth, for the first cfg.grid_seeds seeds of each
-dataset); layerdrop runs add pruned.csv (test error
-of LayerDrop's pruned sub-networks).
+dataset); layerdrop runs add pruned.csv (test error of LayerDrop's pruned sub-networks).
 """
 import math
 

@@ -1,14 +1,15 @@
 """The GPU code paths, exercised on a CPU (issue 14): `precision: bf16` runs the same autocast code as CUDA
 (torch's CPU bf16 autocast) for the vision and LM tasks, `memory_format: channels_last` the same ResNet layout, and
 the LM learning rate moves every step as GaLore's scheduler does. Tiny models and data; the CUDA-only checks are
-the `gpu` tests in test_vision.py / test_core.py and benchmarks/gpu_acceptance.sh.
+the `gpu` tests (here, in test_vision.py and test_core.py), which benchmarks/gpu_acceptance.sh runs.
 
 Tolerances (stated): bf16 keeps 8 mantissa bits (relative rounding 2^-9 = 0.2% per operation), so a bf16 forward
 of a tiny freshly initialised model is within BF16_RTOL = 5% (relative, max over logits / mean loss) of the fp32
 one, and the per-depth test loss after two epochs of Simultaneous on the same batches within BF16_RUN_ATOL = 0.05
 nats (random-label tiny data: losses near ln 3 = 1.10; measured 0.014 for ResNet at lr 0.01, 0.001 for ViT; at
-the ResNet recipe's lr 0.05 on this noise the two trajectories part chaotically, so the check uses 0.01). channels_last is a layout, not a precision: a ResNet SGD
-step in it equals the contiguous step to fp32 tolerance (rtol 1e-4, atol 1e-5)."""
+the ResNet recipe's lr 0.05 on this noise the two trajectories part chaotically, so the check uses 0.01).
+channels_last is a layout, not a precision: a ResNet SGD step in it equals the contiguous step to fp32 tolerance
+(rtol 1e-4, atol 1e-5). The `gpu` test at the end compares CUDA bf16 with CPU fp32 on one batch (BF16_RTOL)."""
 import json
 import math
 
