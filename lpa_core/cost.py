@@ -24,6 +24,7 @@ its TrainConfig, so the estimate follows the config and every scale override. Pe
 The surface track (width-10 MLPs, bound by per-op overhead, not FLOPs) runs on CPUs: its rows show the CPU-hours
 its committed paper-scale runs took (run.json wall_s), not a GPU estimate.
 """
+import argparse
 import functools
 import math
 import re
@@ -233,7 +234,7 @@ def cost_cmd(args):
 
 def add_commands(sub):
     c = sub.add_parser("cost", help="estimated GPU-hours of the workflow's training jobs, per track and per job",
-                       description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("--scale", default="paper", help="workflow scale (config/config.yaml scales)")
     c.add_argument("--gpu", default="h200", help=f"GPU whose dense bf16 rate is used ({', '.join(GPUS)})")
     c.add_argument("--todo", action="store_true", help="only the jobs Snakemake would run now (cached runs left out)")
