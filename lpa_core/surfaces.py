@@ -7,15 +7,15 @@ history.csv (train/test error at full depth per evaluated epoch), summary.csv (o
 of LayerDrop's pruned sub-networks).
 """
 import math
+import os
 
 import numpy as np
 import torch
 
 from lpa_core import io
 from lpa_core.data import grid, make_surface, surface
-from lpa_core.models import create_model
+from lpa_core.models import PRUNE_RATES, create_model, keep_pattern
 from lpa_core.optim import RunAdam
-from lpa_core.paradigms.layerdrop import PRUNE_RATES, keep_pattern
 
 KEYS = ["exp", "dataset", "arch", "paradigm", "seed"]
 HISTORY = KEYS + ["epoch", "steps", "samples", "wall_s", "lr", "metric", "value"]
@@ -43,7 +43,10 @@ class SurfaceTask:
         self.model = create_model(cfg.arch, [s for _, s in cfg.runs], width=cfg.width, depth=cfg.depth,
                                   activation=cfg.activation, topology=cfg.topology, tau=cfg.tau,
                                   normalisation=cfg.normalisation).to(cfg.device)
-        self.opt = RunAdam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        m = self.model  # head and stem first: every prefix step's parameters are one span of the flat buffer
+        order = [p for mod in (m.head, m.stem, *m.blocks) for p in mod.parameters()]
+        self.opt = RunAdam(order, lr=cfg.lr, weight_decay=cfg.weight_decay, groups=[list(b.parameters()) for b in m.blocks])
+        self.fast = m.fast and os.environ.get("LPA_FAST", "1") != "0"  # hand-written backward (lpa_core.models.ResMLP)
         self.gens = [torch.Generator().manual_seed(2_000_003 + s) for _, s in cfg.runs]  # batch order per run
         self.steps = torch.zeros(self.n_runs, dtype=torch.long)
         self.samples = torch.zeros(self.n_runs, dtype=torch.long)
@@ -64,6 +67,7 @@ class SurfaceTask:
         idx = torch.stack([torch.randperm(n, generator=g) for g in self.gens]).to(self.cfg.device)
         for k in range(0, n, bs):
             b = idx[:, None, k:k + bs]
+            self.batch_n = b.shape[-1]  # the last batch may be partial: samples count what a step saw
             yield (self.x_train.gather(2, b.expand(-1, self.x_train.shape[1], -1)),
                    self.y_train.gather(2, b.expand(-1, self.y_train.shape[1], -1)))
 
@@ -72,25 +76,44 @@ class SurfaceTask:
         return (self.model.head(h) - y).pow(2).mean(dim=(1, 2))
 
     def loss(self, x, y, depth=None, metric=False):
-        """Per-run MSE [R] at `depth` (None = full); with metric=True also the batch metric (higher is better)."""
-        mse = (self.model(x, depth) - y).pow(2).mean(dim=(1, 2))
-        return (mse, -mse.detach()) if metric else mse
+        """Per-run MSE [R] at `depth` (None = full); with metric=True also the batch metric (higher is better).
+        On the fast path the loss carries its forward's tape (no autograd graph): hand it to `step` unchanged."""
+        if not self.fast:
+            mse = (self.model(x, depth) - y).pow(2).mean(dim=(1, 2))
+            return (mse, -mse.detach()) if metric else mse
+        pred, tape = self.model.tape(x, depth)
+        err = pred - y
+        mse = err.pow(2).mean(dim=(1, 2))
+        mse.tape = (tape, err, self.opt.n_steps)
+        return (mse, -mse) if metric else mse
 
-    def step(self, losses, params, runs=None):
+    def step(self, losses, params, runs=None, blocks=None):
         """Backward of the summed per-run losses into `params` only, then one optimizer step on the runs in the
-        mask `runs` (None = all). Everything outside `params` and `runs` is left exactly as it was."""
+        mask `runs` (None = all) and, with `blocks` [R, L] (layer dropout), on the blocks each run kept. Everything
+        outside `params`, `runs` and `blocks` is left exactly as it was."""
         nonfinite = ~torch.isfinite(losses.detach()).cpu()
         self.bad |= nonfinite if runs is None else nonfinite & runs.cpu()  # only the losses the runs step on count
         if self.bad.any():
             runs = ~self.bad if runs is None else runs & ~self.bad
         if runs is not None and not runs.any():
             return
-        self.opt.zero_grad()
-        (losses if runs is None else losses[runs.to(losses.device)]).sum().backward(inputs=params)
-        self.opt.step(params, None if runs is None else runs.to(losses.device))
+        dev = losses.device
+        tape = getattr(losses, "tape", None)
+        if tape is not None:  # fast path: d sum(mse[runs]) / d pred, as autograd's mean and pow backward compute it
+            tape, err, version = tape
+            if version != self.opt.n_steps:
+                raise RuntimeError("step: this loss was computed before the last optimizer step (compute it again)")
+            g = err * (2.0 / err[0].numel())
+            self.model.backward(tape, g, {id(p) for p in params})
+        elif not losses.requires_grad:
+            raise RuntimeError("step: the loss has neither an autograd graph nor a tape: pass ctx.loss's result unchanged")
+        else:
+            self.opt.zero_grad()
+            (losses if runs is None else losses[runs.to(dev)]).sum().backward(inputs=params)
+        self.opt.step(params, None if runs is None else runs.to(dev), None if blocks is None else blocks.to(dev))
         taken = torch.ones(self.n_runs, dtype=torch.long) if runs is None else runs.long()
         self.steps += taken
-        self.samples += taken * self.cfg.batch_size
+        self.samples += taken * getattr(self, "batch_n", self.cfg.batch_size)
 
     # --- what the loop uses -------------------------------------------------------------------------------------
 

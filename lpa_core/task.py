@@ -34,10 +34,10 @@ class OneRunTask:
         self.state = {}
         self._beat = time.perf_counter()
 
-    def step(self, losses, params, runs=None):
+    def step(self, losses, params, runs=None, blocks=None):
         """Backward of the loss into `params` only (every other parameter keeps grad None, so torch.optim skips
         it: no gradient, weight decay or moment update), then one optimizer step. runs: a bool mask [1] (False:
-        no step)."""
+        no step); blocks (layer dropout, [1, L]): with one run, `params` already holds just the kept blocks."""
         nonfinite = ~torch.isfinite(losses.detach()).cpu()
         runs = None if runs is None else runs.cpu()
         self.bad |= nonfinite if runs is None else nonfinite & runs
@@ -72,8 +72,8 @@ class OneRunTask:
 
     def write_pruned(self, out, keys, status, metrics):
         """layerdrop runs: pruned.csv, the full-depth `metrics()` ({name: value}) of LayerDrop's pruned
-        sub-networks (lpa_core.paradigms.layerdrop.keep_pattern, one row per rate and metric)."""
-        from lpa_core.paradigms.layerdrop import PRUNE_RATES, keep_pattern
+        sub-networks (lpa_core.models.keep_pattern, one row per rate and metric)."""
+        from lpa_core.models import PRUNE_RATES, keep_pattern
         from lpa_core.surfaces import PRUNED
 
         rows, bad = [], bool(self.bad[0])

@@ -12,9 +12,8 @@ import torch
 from lpa_core import vision
 from lpa_core.config import TrainConfig
 from lpa_core.images import Spec, TensorImages
-from lpa_core.models import ResMLP
+from lpa_core.models import ResMLP, keep_pattern
 from lpa_core.paradigms import PARADIGMS, simultaneous
-from lpa_core.paradigms.layerdrop import keep_pattern
 from lpa_core.paradigms.layerskip import dropout_rates, exit_depths, exit_weights
 from lpa_core.train import Context, train
 from lpa_core.vision import VisionTask
