@@ -5,10 +5,11 @@
 For each paradigm of Table 1 it builds the vectorised job the workflow runs (7 surfaces x 5 seeds as one model,
 one thread), trains one warm-up epoch of `--batches` batches, then profiles one more epoch of `--batches`
 batches with torch.profiler and prints the milliseconds per batch and per optimizer step, the op count per step
-and the `--top` ops by self CPU time. It profiles whatever `lpa_core` is first on the path (benchmarks/
-table1_speed.py runs it on today's and on the base commit's code); LPA_FAST=0 selects the autograd path.
+and the `--top` ops by self CPU time. It profiles this checkout's `lpa_core`, or the one in the tree that LPA_CODE names
+(benchmarks/table1_speed.py runs it on both); LPA_FAST=0 selects the autograd path.
 """
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,13 +18,11 @@ import torch
 import yaml
 from torch.profiler import ProfilerActivity, profile
 
-if __package__ is None and "lpa_core" not in sys.modules:  # run as a script: this checkout's lpa_core unless PYTHONPATH names one
-    sys.path.append(str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, os.environ.get("LPA_CODE", str(ROOT)))  # the lpa_core profiled: this checkout's, or the tree LPA_CODE names
 from lpa_core.config import TrainConfig  # noqa: E402
 from lpa_core.paradigms import PARADIGMS  # noqa: E402
 from lpa_core.surfaces import SurfaceTask  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def job(paradigm, batches):
@@ -36,38 +35,64 @@ def job(paradigm, batches):
     return SurfaceTask(cfg)
 
 
+CATEGORIES = {"matmul": ("aten::bmm", "aten::baddbmm"), "optimizer/masks": ("aten::where", "aten::lerp", "aten::sqrt", "aten::div",
+              "aten::copy_", "aten::fill_", "aten::zero_", "aten::cat"), "autograd engine": ("autograd::", "AccumulateGrad", "Backward")}
+
+
+def category(name):
+    for cat, prefixes in CATEGORIES.items():
+        if any(name.startswith(p) or p in name for p in prefixes):
+            return cat
+    return "other ops"
+
+
+def profile_one(name, batches, repeats):
+    """(ms per batch unprofiled, optimizer steps per batch, dispatched ops per step, {category: self-CPU share},
+    the profiler's op table). Time is this process's CPU time (on a shared machine less contended than wall
+    time), the median over `repeats` epochs spread over the schedule (sequential: every stage)."""
+    ctx = job(name, batches)
+    PARADIGMS[name](ctx, 0)  # warm-up epoch (adaptive_lpa: its LPA warm-up)
+    times, steps0 = [], int(ctx.steps.max())
+    for k in range(repeats):
+        t = time.process_time()
+        PARADIGMS[name](ctx, 1 + k * (ctx.cfg.epochs - 2) // repeats)
+        times.append(time.process_time() - t)
+    ms = 1e3 * sorted(times)[len(times) // 2] / batches
+    steps = (int(ctx.steps.max()) - steps0) / (batches * repeats)
+    steps1 = int(ctx.steps.max())
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        PARADIGMS[name](ctx, ctx.cfg.epochs // 2)
+    events = prof.events()
+    # an op dispatched from Python or by the autograd engine (not one nested inside another aten op)
+    ops = sum(1 for e in events if e.name.startswith("aten::") and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::")))
+    share = {}
+    for e in events:
+        share[category(e.name)] = share.get(category(e.name), 0) + e.self_cpu_time_total
+    total = sum(share.values())
+    return ms, steps, ops / (int(ctx.steps.max()) - steps1), {k: v / total for k, v in sorted(share.items())}, prof.key_averages()
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--batches", type=int, default=20)
+    p.add_argument("--batches", type=int, default=5, help="batches per epoch")
+    p.add_argument("--repeats", type=int, default=9, help="timed epochs per paradigm (the median counts)")
     p.add_argument("--top", type=int, default=8)
     p.add_argument("--paradigms", default="")
     p.add_argument("--out", default="")
     a = p.parse_args()
     torch.set_num_threads(1)
-    names = a.paradigms.split(",") if a.paradigms else list(PARADIGMS)
+    with profile(activities=[ProfilerActivity.CPU]):  # the profiler's first start is slow: not in a paradigm's numbers
+        torch.zeros(1) + 1
     lines = []
-    for name in names:
-        ctx = job(name, a.batches)
-        PARADIGMS[name](ctx, 0)  # warm-up epoch (adaptive_lpa: its LPA warm-up); the profiled epoch is epoch 1
-        steps0 = int(ctx.steps.max())
-        t = time.perf_counter()
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            PARADIGMS[name](ctx, 1)
-        wall = time.perf_counter() - t
-        steps = int(ctx.steps.max()) - steps0
-        ev = prof.key_averages()
-        n_ops = sum(e.count for e in ev if e.cpu_parent is None) if hasattr(ev[0], "cpu_parent") else None
-        top_level = sum(e.count for e in prof.events() if e.cpu_parent is None)
-        head = (f"{name:17s} {1e3 * wall / a.batches:7.2f} ms/batch (profiled) | {steps / a.batches:4.1f} steps/batch | "
-                f"{top_level / max(steps, 1):6.1f} top-level ops/step")
+    for name in a.paradigms.split(",") if a.paradigms else list(PARADIGMS):
+        ms, steps, ops, share, ev = profile_one(name, a.batches, a.repeats)
+        head = (f"{name:17s} {ms:7.2f} ms/batch (CPU time, unprofiled) | {steps:4.1f} steps/batch | {ms / steps:6.3f} ms/step | "
+                f"{ops:6.1f} ops/step | self CPU: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in share.items()))
         print(head, flush=True)
-        table = ev.table(sort_by="self_cpu_time_total", row_limit=a.top, max_name_column_width=36)
-        lines += [head, table]
+        lines += [head, ev.table(sort_by="self_cpu_time_total", row_limit=a.top, max_name_column_width=36)]
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text("\n".join(lines) + "\n")
-    else:
-        print("\n".join(lines))
 
 
 if __name__ == "__main__":
