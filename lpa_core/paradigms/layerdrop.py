@@ -36,11 +36,12 @@ def layerdrop(ctx, epoch):
     dropped blocks get no gradient, weight decay or optimizer-state change. No rescaling of kept blocks (fairseq
     does none). A run draws its blocks from its seed's stream (SeedRNG). In a vectorised group every run takes
     its own pattern in one forward and one step: block j's branch is gated per run (keep [R, 1]; a block no run
-    keeps is not computed) and `blocks` tells the step which blocks each run updates."""
+    keeps is not computed) and, where the runs' patterns differ, `blocks` tells the step which blocks each run
+    updates (otherwise the parameters list says it all: one run, or runs of one seed)."""
     model, rng = ctx.model, SeedRNG(ctx, "layerdrop_rng", 3_000_017)
     for x, y in ctx.batches():
         keep = rng.rand(model.depth) >= ctx.cfg.layerdrop_rate  # [R, L]; rate 0 keeps every block
         with model.dropping(list(keep.T[:, :, None].to(x.device))):  # block j: [R, 1], the whole batch per run
             losses = ctx.loss(x, y)
-        ctx.step(losses, kept_params(model, keep.any(0).tolist()), blocks=None if keep.all() else keep)
+        ctx.step(losses, kept_params(model, keep.any(0).tolist()), blocks=None if (keep == keep[0]).all() else keep)
     rng.save()
