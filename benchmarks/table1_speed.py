@@ -12,7 +12,8 @@ alike), it times
 each over `--epochs` epochs of the scale's budget with its full data, projected to the budget's epochs (the
 process's fixed cost once, plus the loop's time per timed epoch, run.json's wall_s, times the epochs). It prints
 and writes per-paradigm seconds, the speedup after/before, the per-run speedup of the vectorised job over one run
-alone with the check "vectorised per run <= 1/10 of one run alone", and the full grid (every paradigm x surface x
+alone with the check "vectorised per run <= 1/10 of one run alone", whether the vectorised job's layerwise.csv
+after equals the one before (the same config on both codes: 'identical' or the largest relative difference), and the full grid (every paradigm x surface x
 seed) packed longest-first onto `--cores` cores (default 2, the target machine). Results: `--out` (CSV) and a
 JSON beside it with provenance and the profile of one step per paradigm (benchmarks/profile_step.py, before and
 after) when `--profile` is given.
@@ -26,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +48,18 @@ def timed_train(code, opts, tmp, epochs_full):
     total = time.perf_counter() - t
     loop = json.loads((tmp / "out/run.json").read_text())["wall_s"]
     return total - loop + loop / opts["epochs"] * epochs_full
+
+
+def same_numbers(a, b):
+    """'identical', or the largest relative difference, between two jobs' layerwise.csv values ('-': no before)."""
+    if not (a / "out/layerwise.csv").exists():
+        return "-"
+    x, y = (pd.read_csv(f / "out/layerwise.csv") for f in (a, b))
+    if not x.drop(columns="value").equals(y.drop(columns="value")):
+        return "rows differ"
+    if np.array_equal(x.value.values, y.value.values, equal_nan=True):
+        return "identical"
+    return f"max rel diff {np.nanmax(np.abs(x.value - y.value) / np.abs(x.value)):.1e}"
 
 
 def pack(durations, cores):
@@ -110,11 +125,12 @@ def main():
             jobs["after"].append(t_after)
             jobs["alone"] += [t_one] * n_runs
             per_run = t_one * n_runs / t_after
+            numbers = same_numbers(d / f"b_{par}", d / f"a_{par}")
             rows.append([par, n_runs, epochs_full, round(t_before, 1), round(t_after, 1), round(t_before / t_after, 2),
-                         round(t_one, 1), round(per_run, 1), "ok" if per_run >= 10 else "FAIL"])
+                         round(t_one, 1), round(per_run, 1), "ok" if per_run >= 10 else "FAIL", numbers])
             print(f"{par:17s} {epochs_full} epochs, projected: before {t_before:7.1f} s | after {t_after:7.1f} s "
                   f"({t_before / t_after:4.2f}x) | one run alone {t_one:6.1f} s | per-run speedup {per_run:5.1f}x "
-                  f"{'ok' if per_run >= 10 else 'FAIL (< 10x)'}", flush=True)
+                  f"{'ok' if per_run >= 10 else 'FAIL (< 10x)'} | layerwise after vs before: {numbers}", flush=True)
         prof = {"before": profile(base, 5), "after": profile(ROOT, 5)} if a.profile else {}
     grid = {k: pack(v, a.cores) for k, v in jobs.items()}
     print(f"\nfull Table 1 grid at scale={a.scale} ({len(jobs['alone'])} runs, {epochs_full} epochs) on {a.cores} cores, "
@@ -126,9 +142,9 @@ def main():
     worst = min(r[7] for r in rows)
     rows.append(["GRID", len(jobs["alone"]), epochs_full, round(grid["before"], 1), round(grid["after"], 1),
                  round(grid["before"] / grid["after"], 2), round(grid["alone"], 1), round(grid["alone"] / grid["after"], 1),
-                 "ok" if worst >= 10 else "FAIL"])
+                 "ok" if worst >= 10 else "FAIL", ""])
     io.write_csv(ROOT / a.out, ["paradigm", "n_runs", "epochs", "before_s", "after_s", "after_speedup", "alone_s_per_run",
-                                "per_run_speedup", "check_10x"], rows)
+                                "per_run_speedup", "check_10x", "layerwise_vs_before"], rows)
     io.write_json((ROOT / a.out).with_suffix(".json"), {**io.provenance(), "scale": a.scale, "timed_epochs": a.epochs,
                                                         "cores": a.cores, "base": a.base, "profile": prof})
 
