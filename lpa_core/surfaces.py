@@ -14,14 +14,9 @@ import torch
 
 from lpa_core import io
 from lpa_core.data import grid, make_surface, surface
-from lpa_core.models import PRUNE_RATES, create_model, keep_pattern
+from lpa_core.models import create_model
 from lpa_core.optim import RunAdam
-
-KEYS = ["exp", "dataset", "arch", "paradigm", "seed"]
-HISTORY = KEYS + ["epoch", "steps", "samples", "wall_s", "lr", "metric", "value"]
-SUMMARY = KEYS + ["status", "diverged_epoch", "steps", "samples", "wall_s", "n_blocks", "effective_depth",
-                  "reduction_pct", "params_per_run"]
-PRUNED = KEYS + ["rate", "blocks_kept", "metric", "value", "status"]  # layerdrop runs: LayerDrop's pruned sub-networks
+from lpa_core.task import HISTORY, KEYS, PRUNED, SUMMARY, Task  # noqa: F401 (KEYS: read from here by the loop and the one-run tasks)
 
 
 def run_keys(cfg, r):
@@ -29,10 +24,10 @@ def run_keys(cfg, r):
     return [cfg.exp, d, cfg.arch, cfg.paradigm, s]
 
 
-class SurfaceTask:
-    """What a paradigm sees: the model, the optimizer, this epoch's batches, the loss, and `step`, the one place
-    where parameters change. Counters are per run (runs of a group can take different steps: adaptive LPA).
-    Also what the loop needs (lpa_core.train): set_lr, history, checkpoint/restore, write_outputs."""
+class SurfaceTask(Task):
+    """What a paradigm sees: the model, the optimizer, this epoch's batches, the loss, and `step` (lpa_core.task),
+    the one place where parameters change. Counters are per run (runs of a group can take different steps:
+    adaptive LPA). Also what the loop needs (lpa_core.train): set_lr, history, checkpoint/restore, write_outputs."""
 
     def __init__(self, cfg):
         self.cfg, self.n_runs = cfg, len(cfg.runs)
@@ -48,10 +43,8 @@ class SurfaceTask:
         self.opt = RunAdam(order, lr=cfg.lr, weight_decay=cfg.weight_decay, groups=[list(b.parameters()) for b in m.blocks])
         self.fast = m.fast and os.environ.get("LPA_FAST", "1") != "0"  # hand-written backward (lpa_core.models.ResMLP)
         self.gens = [torch.Generator().manual_seed(2_000_003 + s) for _, s in cfg.runs]  # batch order per run
-        self.steps = torch.zeros(self.n_runs, dtype=torch.long)
-        self.samples = torch.zeros(self.n_runs, dtype=torch.long)
-        self.bad = torch.zeros(self.n_runs, dtype=torch.bool)  # diverged: non-finite loss seen; no more updates
-        self.state = {}  # paradigm state that must survive a restart (tensors only)
+        self.lr = cfg.lr
+        self.counters()
         self.n_params = sum(p[0].numel() for p in self.model.parameters())  # per run
 
     # --- what a paradigm uses -----------------------------------------------------------------------------------
@@ -87,16 +80,9 @@ class SurfaceTask:
         mse.tape = (tape, err, self.opt.n_steps)
         return (mse, -mse) if metric else mse
 
-    def step(self, losses, params, runs=None, blocks=None):
-        """Backward of the summed per-run losses into `params` only, then one optimizer step on the runs in the
-        mask `runs` (None = all) and, with `blocks` [R, L] (layer dropout), on the blocks each run kept. Everything
-        outside `params`, `runs` and `blocks` is left exactly as it was."""
-        nonfinite = ~torch.isfinite(losses.detach()).cpu()
-        self.bad |= nonfinite if runs is None else nonfinite & runs.cpu()  # only the losses the runs step on count
-        if self.bad.any():
-            runs = ~self.bad if runs is None else runs & ~self.bad
-        if runs is not None and not runs.any():
-            return
+    def update(self, losses, params, runs, blocks):
+        """Backward of the summed losses of the runs in `runs` (None = all) into `params` only, then one RunAdam
+        step on those parameters, runs and (with `blocks` [R, L]) the blocks each run kept."""
         dev = losses.device
         tape = getattr(losses, "tape", None)
         if tape is not None:  # fast path: d sum(mse[runs]) / d pred, as autograd's mean and pow backward compute it
@@ -111,9 +97,6 @@ class SurfaceTask:
             self.opt.zero_grad()
             (losses if runs is None else losses[runs.to(dev)]).sum().backward(inputs=params)
         self.opt.step(params, None if runs is None else runs.to(dev), None if blocks is None else blocks.to(dev))
-        taken = torch.ones(self.n_runs, dtype=torch.long) if runs is None else runs.long()
-        self.steps += taken
-        self.samples += taken * getattr(self, "batch_n", self.cfg.batch_size)
 
     # --- what the loop uses -------------------------------------------------------------------------------------
 
@@ -122,7 +105,7 @@ class SurfaceTask:
                 f"{math.ceil(self.cfg.n_train / self.cfg.batch_size)} batches")
 
     def set_lr(self, lr):
-        self.opt.lr = lr
+        self.lr = self.opt.lr = lr
 
     @torch.no_grad()
     def evaluate(self, x, y):
@@ -141,22 +124,11 @@ class SurfaceTask:
         # a last step can blow a run up after the last loss it saw: non-finite error now = diverged
         self.bad |= ~(torch.isfinite(test[0]) & torch.isfinite(train[0]))
         for r in range(self.n_runs):
-            pre = run_keys(cfg, r) + [epoch, int(self.steps[r]), int(self.samples[r]), round(wall, 3), self.opt.lr]
+            pre = run_keys(cfg, r) + [epoch, int(self.steps[r]), int(self.samples[r]), round(wall, 3), self.lr]
             for name, val in (("train_mse", train[0][r]), ("test_mse", test[0][r]), ("test_mae", test[1][r])):
                 rows.append(pre + [name, float("nan") if self.bad[r] else float(val)])
         mse = [row[-1] for row in rows if row[-2] == "test_mse"]
         return rows, f"test mse (median of runs) {np.nanmedian(mse) if np.isfinite(mse).any() else float('nan'):.4g}"
-
-    def checkpoint(self):
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "gens": [g.get_state() for g in self.gens],
-                "steps": self.steps, "samples": self.samples, "bad": self.bad, "state": self.state}
-
-    def restore(self, ck):
-        self.model.load_state_dict(ck["model"])
-        self.opt.load_state_dict(ck["opt"])
-        for g, s in zip(self.gens, ck["gens"]):
-            g.set_state(s)
-        self.steps, self.samples, self.bad, self.state = ck["steps"], ck["samples"], ck["bad"], ck["state"]
 
     def write_outputs(self, out, history, status, diverged_at, wall):
         """grid.npz, layerwise.csv, history.csv, summary.csv (each atomically)."""
@@ -180,16 +152,5 @@ class SurfaceTask:
         io.write_csv(out / "history.csv", HISTORY, history)
         io.write_csv(out / "summary.csv", SUMMARY, summary)
         if cfg.paradigm == "layerdrop":
-            io.write_csv(out / "pruned.csv", PRUNED, self.pruned(status))
-
-    def pruned(self, status):
-        """pruned.csv rows: test MSE and MAE of the stack pruned at each of PRUNE_RATES (LayerDrop's every-other
-        pruning, lpa_core.paradigms.layerdrop.keep_pattern): the dropped blocks skipped, the shared head on top."""
-        rows = []
-        for rate in PRUNE_RATES:
-            keep = keep_pattern(self.cfg.depth, rate)
-            with self.model.dropping(keep):
-                err = self.evaluate(self.x_test, self.y_test)[self.cfg.depth]
-            rows += [run_keys(self.cfg, r) + [rate, sum(keep), m, float("nan") if self.bad[r] else float(err[k][r]), status[r]]
-                     for r in range(self.n_runs) for k, m in enumerate(("mse", "mae"))]
-        return rows
+            test = lambda: dict(zip(("mse", "mae"), self.evaluate(self.x_test, self.y_test)[cfg.depth]))  # noqa: E731
+            io.write_csv(out / "pruned.csv", PRUNED, self.pruned(lambda r: run_keys(cfg, r), status, test))
