@@ -10,7 +10,8 @@ alike), it times
   alone   `--singles` single runs (one surface, one seed) of this checkout's code, each in its own process as a
           one-run-per-process workflow would start it,
 each over `--epochs` epochs of the scale's budget with its full data, projected to the budget's epochs (the
-process's fixed cost once, plus the loop's time per timed epoch, run.json's wall_s, times the epochs). It prints
+process's fixed cost once, plus the loop's time per timed epoch times the epochs), in CPU seconds (`--clock cpu`,
+the default: robust to a shared machine's load; on an idle machine the same as wall time) or wall seconds. It prints
 and writes per-paradigm seconds, the speedup after/before, the per-run speedup of the vectorised job over one run
 alone with the check "vectorised per run <= 1/10 of one run alone", whether the vectorised job's layerwise.csv
 after equals the one before (the same config on both codes: 'identical' or the largest relative difference), and the full grid (every paradigm x surface x
@@ -21,6 +22,7 @@ after) when `--profile` is given.
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -36,17 +38,20 @@ sys.path.insert(0, str(ROOT))
 from lpa_core import io  # noqa: E402
 
 
-def timed_train(code, opts, tmp, epochs_full):
-    """Projected wall seconds of `python -m lpa_core train` (the lpa_core in folder `code`) with these options at
+def timed_train(code, opts, tmp, epochs_full, clock="cpu"):
+    """Projected seconds of `python -m lpa_core train` (the lpa_core in folder `code`) with these options at
     `epochs_full` epochs: the process's fixed cost (start, imports, data, outputs) once, plus the training loop's
-    time per timed epoch (run.json's wall_s) times epochs_full."""
+    time per timed epoch times epochs_full. The loop's share of the process is run.json's wall_s over the process's
+    wall time; clock 'cpu' counts the process's CPU time (user + system: on a shared machine, what an idle one would
+    take), 'wall' its wall time."""
     args = [sys.executable, "-m", "lpa_core", "train", "--out", str(tmp / "out"), "--ckpt-dir", str(tmp / "ck"),
             "--threads", "1"] + [x for k, v in opts.items() for x in (f"--{k}", ",".join(map(str, v)) if isinstance(v, list) else str(v))]
     env = {**os.environ, "PYTHONPATH": str(code)}
-    t = time.perf_counter()
+    t, r = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(args, check=True, cwd=code, capture_output=True, env=env)
-    total = time.perf_counter() - t
-    loop = json.loads((tmp / "out/run.json").read_text())["wall_s"]
+    wall, r1 = time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = wall if clock == "wall" else r1.ru_utime + r1.ru_stime - r.ru_utime - r.ru_stime
+    loop = total * json.loads((tmp / "out/run.json").read_text())["wall_s"] / wall
     return total - loop + loop / opts["epochs"] * epochs_full
 
 
@@ -96,6 +101,7 @@ def main():
     p.add_argument("--base", default="1e383d4", help="the commit whose code is 'before' ('' = none)")
     p.add_argument("--singles", type=int, default=2, help="single runs timed per paradigm")
     p.add_argument("--repeats", type=int, default=1, help="before/after timings per paradigm, interleaved; the fastest counts")
+    p.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="what a job's time is (see timed_train)")
     p.add_argument("--cores", type=int, default=2, help="cores the projected grid is packed onto")
     p.add_argument("--paradigms", default="", help="comma-separated subset (default: Table 1's)")
     p.add_argument("--profile", action="store_true", help="also profile one step per paradigm, before and after")
@@ -120,9 +126,9 @@ def main():
             vec = {**opts, "datasets": exp["datasets"], "seeds": seeds}
             t_before, t_after = float("inf"), float("inf")
             for _ in range(a.repeats):  # interleaved, the fastest of each counts (a shared machine's load comes and goes)
-                t_before = min(t_before, timed_train(base, vec, d / f"b_{par}", epochs_full)) if base else float("nan")
-                t_after = min(t_after, timed_train(ROOT, vec, d / f"a_{par}", epochs_full))
-            t_one = sum(timed_train(ROOT, {**opts, "datasets": [ds], "seeds": [seeds[0]]}, d / f"s_{par}_{ds}", epochs_full)
+                t_before = min(t_before, timed_train(base, vec, d / f"b_{par}", epochs_full, a.clock)) if base else float("nan")
+                t_after = min(t_after, timed_train(ROOT, vec, d / f"a_{par}", epochs_full, a.clock))
+            t_one = sum(timed_train(ROOT, {**opts, "datasets": [ds], "seeds": [seeds[0]]}, d / f"s_{par}_{ds}", epochs_full, a.clock)
                         for ds in exp["datasets"][:a.singles]) / min(a.singles, len(exp["datasets"]))
             jobs["before"].append(t_before)
             jobs["after"].append(t_after)
@@ -149,7 +155,7 @@ def main():
     io.write_csv(ROOT / a.out, ["paradigm", "n_runs", "epochs", "before_s", "after_s", "after_speedup", "alone_s_per_run",
                                 "per_run_speedup", "check_10x", "layerwise_vs_before"], rows)
     io.write_json((ROOT / a.out).with_suffix(".json"), {**io.provenance(), "scale": a.scale, "timed_epochs": a.epochs,
-                                                        "cores": a.cores, "base": a.base, "profile": prof})
+                                                        "cores": a.cores, "base": a.base, "clock": a.clock, "repeats": a.repeats, "profile": prof})
 
 
 if __name__ == "__main__":
