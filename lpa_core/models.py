@@ -213,7 +213,10 @@ class ResMLP(ResidualStack):
     is the forward without autograd, keeping the activations, and `backward` a hand-written backward that writes
     each gradient straight into its parameter's .grad (views of RunAdam's flat buffer). The ops are the ones
     autograd runs for the same forward (baddbmm, relu, add; bmm against the transposes, sums over the batch,
-    threshold_backward), so the gradients are autograd's bit for bit (tested in float64 and float32). What it
+    threshold_backward), so the gradients are autograd's bit for bit (tested in float64 and float32). Layer
+    dropout gates by selection (where) rather than by product: the same numbers wherever the branch is finite, and
+    a run whose dropped block is not finite (a run trained alone never computes it) gets exact zeros from it,
+    forward and backward, as alone. What it
     saves is the graph, the engine and the gradient copies: per op, not per FLOP (benchmarks/profile_step.py)."""
 
     def __init__(self, seeds, d_in=2, d_out=1, width=10, depth=6, activation="relu", topology="cascade", tau=0.1,
@@ -238,10 +241,12 @@ class ResMLP(ResidualStack):
         for j, block in enumerate(self.blocks[:depth], 1):
             k = self.kept(j)
             a = None
+            if k is not None and k is not False:  # gated by selection, not by product: a gated-off branch adds an
+                k = k.view(k.shape[0] if k.dim() == 2 else 1, 1, -1) > 0  # exact 0 even where it is not finite
             if k is not False:
                 a = torch.relu(block.fc1(h))
                 f = block.fc2(a)
-                h = h + (f if k is None else self.gate(f, k))
+                h = h + (f if k is None else torch.where(k, f, 0))
             xs.append(h)
             acts.append(a)
             keeps.append(k)
@@ -262,11 +267,12 @@ class ResMLP(ResidualStack):
             k, a, block = tape.keeps[j - 1], tape.acts[j - 1], self.blocks[j - 1]
             if k is False:
                 continue
-            gf = g if k is None else self.gate(g, k)
+            gf = g if k is None else torch.where(k, g, 0)
             linear(block.fc2, gf, a)
             gz = torch.ops.aten.threshold_backward(torch.bmm(block.fc2.weight.transpose(1, 2), gf), a, 0)
             linear(block.fc1, gz, tape.xs[j - 1])
-            g = g + torch.bmm(block.fc1.weight.transpose(1, 2), gz)
+            gx = torch.bmm(block.fc1.weight.transpose(1, 2), gz)
+            g = g + (gx if k is None else torch.where(k, gx, 0))
         linear(self.stem, g, tape.x)
 
 

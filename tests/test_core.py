@@ -395,6 +395,23 @@ def test_fast_path_refuses_a_stale_or_altered_loss():
         ctx.step(2 * ctx.loss(x, y), ctx.model.params())
 
 
+def test_a_dropped_block_that_is_not_finite_spares_its_run_in_a_group():
+    """Layer dropout per run in one step: run 1 drops block 3, whose weights are NaN; alone it would never compute
+    it. Its loss stays finite, it is not marked diverged, and its stem, other blocks and head stay finite."""
+    ctx = Context(make_cfg(seeds=(0, 1)))
+    with torch.no_grad():
+        ctx.model.blocks[2].fc2.weight[1] = float("nan")
+    keep = torch.ones(2, L, dtype=torch.bool)
+    keep[1, 2] = False
+    x, y = next(ctx.batches())
+    with ctx.model.dropping(list(keep.T[:, :, None])):
+        losses = ctx.loss(x, y)
+    ctx.step(losses, ctx.model.params(), blocks=keep)
+    assert torch.isfinite(losses).all() and not ctx.bad.any() and ctx.steps.tolist() == [1, 1]
+    for name, mod in modules(ctx.model).items():
+        assert all(torch.isfinite(p[1]).all() for p in mod.parameters()) or name == "b3", name
+
+
 def test_samples_count_the_real_size_of_a_partial_last_batch():
     ctx = Context(make_cfg(n_train=230))  # batches of 50, 50, 50, 50, 30
     simultaneous(ctx, 0)
