@@ -5,6 +5,10 @@ The task's outputs, beside the loop's run.json (lpa_core.train): layerwise.csv (
 history.csv (train/test error at full depth per evaluated epoch), summary.csv (one row per run) and grid.npz
 (predictions on a plotting grid at every depth, float16, and the truth); layerdrop runs add pruned.csv (test error
 of LayerDrop's pruned sub-networks).
+
+Speed: on the cascade ReLU MLP `loss` runs the model's fast path (lpa_core.models.ResMLP.tape/backward: no autograd,
+the same numbers bit for bit); LPA_FAST=0 in the environment selects autograd instead (a debugging aid; other
+topologies and activations always use it). benchmarks/profile_step.py and table1_speed.py measure both.
 """
 import math
 import os
