@@ -11,8 +11,8 @@ Models carry a leading *run* axis of size `n_runs`: runs that share a schedule (
 vectorised model with batched weights, each run with its own init, data and optimizer state.
 
 Layer dropout (the layerdrop and layerskip paradigms): inside `with model.dropping(keep):` block j's branch is
-multiplied by keep[j-1], a bool per example ([B]; [R, B] per run on the run-stacked models) or one bool for the
-whole batch; a block kept by no example is not computed at all (x_j = S_j), which is what makes structured
+multiplied by keep[j-1], a bool per example ([B]; [R, B] per run on the run-stacked models), per run for the
+whole batch ([R, 1]) or one bool for the whole batch; a block kept by no example is not computed at all (x_j = S_j), which is what makes structured
 LayerDrop cheaper. BlockStack (below) is the same interface for library blocks (timm, torchvision, transformers)
 that carry their own shortcut.
 """
@@ -199,9 +199,28 @@ class MLPBlock(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
+class Tape:
+    """What `ResMLP.tape` keeps for `ResMLP.backward`: the input x, the states x_0..x_depth, and per block its
+    hidden activation a_j and keep mask (None: kept, False: dropped, else the float gate of `gate`)."""
+    __slots__ = ("x", "xs", "acts", "keeps")
+
+    def __init__(self, x, xs, acts, keeps):
+        self.x, self.xs, self.acts, self.keeps = x, xs, acts, keeps
+
+
 class ResMLP(ResidualStack):
     """The paper's residual MLP (Sec 5.1): linear stem d_in->width, `depth` blocks of width `width`, linear head.
-    Inputs [R, d_in, B], outputs [R, d_out, B]. `topology`, `tau`, `normalisation`: see lpa_core.topology."""
+    Inputs [R, d_in, B], outputs [R, d_out, B]. `topology`, `tau`, `normalisation`: see lpa_core.topology.
+
+    A fast path for the cascade topology with ReLU (`fast`; lpa_core.surfaces uses it unless LPA_FAST=0): `tape`
+    is the forward without autograd, keeping the activations, and `backward` a hand-written backward that writes
+    each gradient straight into its parameter's .grad (views of RunAdam's flat buffer). The ops are the ones
+    autograd runs for the same forward (baddbmm, relu, add; bmm against the transposes, sums over the batch,
+    threshold_backward), so the gradients are autograd's bit for bit (tested in float64 and float32). Layer
+    dropout gates by selection (where) rather than by product: the same numbers wherever the branch is finite, and
+    a run whose dropped block is not finite (a run trained alone never computes it) gets exact zeros from it,
+    forward and backward, as alone. What it
+    saves is the graph, the engine and the gradient copies: per op, not per FLOP (benchmarks/profile_step.py)."""
 
     def __init__(self, seeds, d_in=2, d_out=1, width=10, depth=6, activation="relu", topology="cascade", tau=0.1,
                  normalisation="ingoing"):
@@ -215,6 +234,64 @@ class ResMLP(ResidualStack):
             if isinstance(m, RunLinear):
                 m.reset(gens)
         self.connect(topology, tau=tau, normalisation=normalisation)
+        self.fast = isinstance(self.topology, Cascade) and activation == "relu"
+
+    @torch.no_grad()
+    def tape(self, x, depth=None):
+        """(prediction at `depth`, Tape) without autograd: the same ops, in the same order, as `forward`."""
+        h = self.stem(x)
+        xs, acts, keeps = [h], [], []
+        for j, block in enumerate(self.blocks[:depth], 1):
+            k = self.kept(j)
+            a = None
+            if k is not None and k is not False:  # gated by selection, not by product: a gated-off branch adds an
+                k = k.view(k.shape[0] if k.dim() == 2 else 1, 1, -1) > 0  # exact 0 even where it is not finite
+            if k is not False:
+                a = torch.relu(block.fc1(h))
+                f = block.fc2(a)
+                h = h + (f if k is None else torch.where(k, f, 0))
+            xs.append(h)
+            acts.append(a)
+            keeps.append(k)
+        return self.head(h), Tape(x, xs, acts, keeps)
+
+    @torch.no_grad()
+    def backward(self, tape, g, params):
+        """Gradients of sum(g * prediction) (g [R, d_out, B]) into the .grad of the parameters in `params` (a set
+        of ids); the others get none, though the gradient flows through them to the stem."""
+        def linear(lin, g, inp):  # weight and bias gradients of lin(inp) for output gradient g
+            if id(lin.weight) in params:  # (computed apart and copied: a bmm into a strided view loops per run)
+                lin.weight.grad.copy_(torch.bmm(g, inp.transpose(1, 2)))
+                lin.bias.grad.copy_(g.sum(2, keepdim=True))
+
+        linear(self.head, g, tape.xs[-1])
+        g = torch.bmm(self.head.weight.transpose(1, 2), g)
+        for j in range(len(tape.acts), 0, -1):
+            k, a, block = tape.keeps[j - 1], tape.acts[j - 1], self.blocks[j - 1]
+            if k is False:
+                continue
+            gf = g if k is None else torch.where(k, g, 0)
+            linear(block.fc2, gf, a)
+            gz = torch.ops.aten.threshold_backward(torch.bmm(block.fc2.weight.transpose(1, 2), gf), a, 0)
+            linear(block.fc1, gz, tape.xs[j - 1])
+            gx = torch.bmm(block.fc1.weight.transpose(1, 2), gz)
+            g = g + (gx if k is None else torch.where(k, gx, 0))
+        linear(self.stem, g, tape.x)
+
+
+PRUNE_RATES = (0.25, 0.5)  # LayerDrop pruning rates evaluated after a layerdrop run (pruned.csv): keep 3/4, 1/2 of the blocks
+
+
+def keep_pattern(n_blocks, rate):
+    """Blocks kept (bools, block 1 first) when pruning a LayerDrop-trained stack at `rate`: LayerDrop's "every
+    other" strategy, drop the blocks at depth d = 0 (mod floor(1/rate)), d = 1..L (rate 0.5: blocks 2, 4, 6, ...;
+    0.25: blocks 4, 8, ...). Block 1 is always kept. rate 0 keeps all."""
+    if not 0 <= rate <= 0.5:
+        raise ValueError(f"rate: LayerDrop pruning keeps every k-th block, k = floor(1/rate) >= 2: need 0 <= rate <= 0.5, got {rate}")
+    if rate == 0:
+        return [True] * n_blocks
+    k = int(1 / rate + 1e-9)
+    return [d % k != 0 for d in range(1, n_blocks + 1)]
 
 
 ARCHS = {"resmlp": ResMLP}

@@ -1,12 +1,14 @@
-"""Adam(W) over run-stacked parameters, with per-run and per-parameter masks, as ~20 whole-buffer ops.
+"""Adam(W) over run-stacked parameters, with per-run and per-parameter masks, as a few ops per contiguous span.
 
-All parameters (leading axis = run) are re-pointed into one flat buffer [R, P] and their .grad into another, so
-an update is a handful of elementwise ops on [R, P] whatever the model's layer count (tiny models are bound by
-per-op overhead, not arithmetic). `step(params, runs)` updates only the listed parameters and only the runs in
-the boolean mask `runs` [R] (None = all): every other element keeps its value, its moments and its step count
-bit for bit, so an inactive block gets no update from the gradient, weight decay or momentum. Step counts are
-per element, so each run's bias correction is what it would be if it trained alone. Arithmetic as
-torch.optim.Adam (weight_decay, decoupled=False) and torch.optim.AdamW (decoupled=True).
+All parameters (leading axis = run) are re-pointed into one flat buffer [R, P] and their .grad into another, in
+the order given (the surface task puts head and stem first, then the blocks, so the parameters of a prefix step
+at any depth are one contiguous span). `step(params, runs, blocks)` updates only the listed parameters, only the
+runs in the boolean mask `runs` [R] (None = all) and, where `blocks` [R, n_groups] is given (layer dropout), only
+the groups (blocks) each run keeps: every other element keeps its value, its moments and its step count bit for
+bit, so an inactive block gets no update from the gradient, weight decay or momentum. A step touches only the
+spans of its parameters: in place where every run steps, through one `where` per buffer where a mask applies.
+Step counts are per element, so each run's bias correction is what it would be if it trained alone. Arithmetic
+as torch.optim.Adam (weight_decay, decoupled=False) and torch.optim.AdamW (decoupled=True).
 """
 import math
 import warnings
@@ -18,7 +20,10 @@ warnings.filterwarnings("ignore", message="grad and param do not obey the gradie
 
 
 class RunAdam:
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled=True):
+    """`groups`: optional list of parameter lists (a block's parameters each) that `step`'s `blocks` mask refers
+    to; parameters in no group are always in."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled=True, groups=()):
         self.params, self.lr, self.betas, self.eps = list(params), lr, betas, eps
         self.weight_decay, self.decoupled = weight_decay, decoupled
         R = self.params[0].shape[0]
@@ -33,43 +38,63 @@ class RunAdam:
             off += n
         self.m, self.v = torch.zeros_like(self.flat), torch.zeros_like(self.flat)
         self.b1t, self.b2t = torch.ones_like(self.flat), torch.ones_like(self.flat)  # beta**t, t = element's steps
-        self._masks = {}
+        self.layout = torch.tensor(sizes)  # checkpoints of another parameter order are refused (load_state_dict)
+        self.group_of = torch.full((off,), len(groups), dtype=torch.long, device=self.flat.device)  # column -> group
+        for k, group in enumerate(groups):
+            for p in group:
+                self.group_of[slice(*self.slices[p])] = k
+        self.n_steps = 0  # optimizer steps taken (a loss computed before the last step is stale)
+        self._spans = {}
 
     def zero_grad(self):
         self.grad.zero_()
 
-    def mask(self, params):
-        """Bool [P]: the elements of the flat buffer that belong to `params` (cached per parameter set)."""
+    def spans(self, params):
+        """The contiguous column ranges [(a, b), ...] of the flat buffer that hold `params` (cached per set)."""
         key = tuple(id(p) for p in params)
-        if key not in self._masks:
-            m = torch.zeros(self.flat.shape[1], dtype=torch.bool, device=self.flat.device)
-            for p in params:
-                m[slice(*self.slices[p])] = True
-            self._masks[key] = m
-        return self._masks[key]
+        if key not in self._spans:
+            cols = sorted(self.slices[p] for p in params)
+            spans = [list(cols[0])]
+            for a, b in cols[1:]:
+                if a == spans[-1][1]:
+                    spans[-1][1] = b
+                else:
+                    spans.append([a, b])
+            self._spans[key] = [slice(a, b) for a, b in spans]
+        return self._spans[key]
 
     @torch.no_grad()
-    def step(self, params, runs=None):
+    def step(self, params, runs=None, blocks=None):
         b1, b2 = self.betas
-        mask = self.mask(params)
-        full = runs is None and bool(mask.all())  # every element steps: plain copies, same arithmetic, no where
-        act = mask[None, :] if runs is None else mask[None, :] & runs[:, None]
-        put = (lambda buf, new: buf.copy_(new)) if full else (lambda buf, new: buf.copy_(torch.where(act, new, buf)))
-        g = self.grad
-        if self.weight_decay and not self.decoupled:
-            g = g + self.weight_decay * self.flat
-        put(self.b1t, self.b1t * b1)
-        put(self.b2t, self.b2t * b2)
-        put(self.m, torch.lerp(self.m, g, 1 - b1))
-        put(self.v, self.v * b2 + (1 - b2) * g * g)
-        upd = (self.m / (1 - self.b1t)) / ((self.v / (1 - self.b2t)).sqrt() + self.eps)
         decay = 1 - self.lr * self.weight_decay if self.weight_decay and self.decoupled else 1.0
-        put(self.flat, self.flat * decay - self.lr * upd)
+        self.n_steps += 1
+        keep = None if blocks is None else torch.cat([blocks, blocks.new_ones(blocks.shape[0], 1)], 1)
+        for cols in self.spans(params):
+            p, g, m, v, b1t, b2t = (t[:, cols] for t in (self.flat, self.grad, self.m, self.v, self.b1t, self.b2t))
+            act = None if runs is None else runs[:, None]
+            if keep is not None:
+                act = keep[:, self.group_of[cols]] if act is None else act & keep[:, self.group_of[cols]]
+            if self.weight_decay and not self.decoupled:
+                g = g + self.weight_decay * p
+            if act is None:  # in place; the same arithmetic as the masked branch
+                b1t.mul_(b1), b2t.mul_(b2), m.lerp_(g, 1 - b1), v.mul_(b2).add_((1 - b2) * g * g)
+                upd = (m / (1 - b1t)) / ((v / (1 - b2t)).sqrt() + self.eps)
+                (p.mul_(decay) if decay != 1.0 else p).sub_(self.lr * upd)
+                continue
+            put = lambda buf, new: buf.copy_(torch.where(act, new, buf))  # noqa: E731
+            put(b1t, b1t * b1)
+            put(b2t, b2t * b2)
+            put(m, torch.lerp(m, g, 1 - b1))
+            put(v, v * b2 + (1 - b2) * g * g)
+            upd = (m / (1 - b1t)) / ((v / (1 - b2t)).sqrt() + self.eps)
+            put(p, (p * decay if decay != 1.0 else p) - self.lr * upd)
 
     def state_dict(self):
-        return {"lr": self.lr, "b1t": self.b1t, "b2t": self.b2t, "m": self.m, "v": self.v}
+        return {"lr": self.lr, "b1t": self.b1t, "b2t": self.b2t, "m": self.m, "v": self.v, "layout": self.layout}
 
     def load_state_dict(self, sd):
+        if "layout" not in sd or not torch.equal(sd["layout"], self.layout):
+            raise ValueError("its optimizer state has another parameter layout")
         self.lr = sd["lr"]
         for k in ("b1t", "b2t", "m", "v"):
             getattr(self, k).copy_(sd[k])

@@ -5,8 +5,13 @@ The task's outputs, beside the loop's run.json (lpa_core.train): layerwise.csv (
 history.csv (train/test error at full depth per evaluated epoch), summary.csv (one row per run) and grid.npz
 (predictions on a plotting grid at every depth, float16, and the truth, for the first cfg.grid_seeds seeds of each
 dataset); layerdrop runs add pruned.csv (test error of LayerDrop's pruned sub-networks).
+
+Speed: on the cascade ReLU MLP `loss` runs the model's fast path (lpa_core.models.ResMLP.tape/backward: no autograd,
+the same numbers bit for bit); LPA_FAST=0 in the environment selects autograd instead (a debugging aid; other
+topologies and activations always use it). benchmarks/profile_step.py and table1_speed.py measure both.
 """
 import math
+import os
 
 import numpy as np
 import torch
@@ -15,13 +20,7 @@ from lpa_core import io
 from lpa_core.data import grid, make_surface, surface
 from lpa_core.models import create_model
 from lpa_core.optim import RunAdam
-from lpa_core.paradigms.layerdrop import PRUNE_RATES, keep_pattern
-
-KEYS = ["exp", "dataset", "arch", "paradigm", "seed"]
-HISTORY = KEYS + ["epoch", "steps", "samples", "wall_s", "lr", "metric", "value"]
-SUMMARY = KEYS + ["status", "diverged_epoch", "steps", "samples", "wall_s", "n_blocks", "effective_depth",
-                  "reduction_pct", "params_per_run"]
-PRUNED = KEYS + ["rate", "blocks_kept", "metric", "value", "status"]  # layerdrop runs: LayerDrop's pruned sub-networks
+from lpa_core.task import HISTORY, KEYS, PRUNED, SUMMARY, Task  # noqa: F401 (KEYS: read from here by the loop and the one-run tasks)
 
 
 def run_keys(cfg, r):
@@ -39,10 +38,10 @@ def grid_runs(runs, status, n):
     return sorted(keep)
 
 
-class SurfaceTask:
-    """What a paradigm sees: the model, the optimizer, this epoch's batches, the loss, and `step`, the one place
-    where parameters change. Counters are per run (runs of a group can take different steps: adaptive LPA).
-    Also what the loop needs (lpa_core.train): set_lr, history, checkpoint/restore, write_outputs."""
+class SurfaceTask(Task):
+    """What a paradigm sees: the model, the optimizer, this epoch's batches, the loss, and `step` (lpa_core.task),
+    the one place where parameters change. Counters are per run (runs of a group can take different steps:
+    adaptive LPA). Also what the loop needs (lpa_core.train): set_lr, history, checkpoint/restore, write_outputs."""
 
     def __init__(self, cfg):
         self.cfg, self.n_runs = cfg, len(cfg.runs)
@@ -53,12 +52,13 @@ class SurfaceTask:
         self.model = create_model(cfg.arch, [s for _, s in cfg.runs], width=cfg.width, depth=cfg.depth,
                                   activation=cfg.activation, topology=cfg.topology, tau=cfg.tau,
                                   normalisation=cfg.normalisation).to(cfg.device)
-        self.opt = RunAdam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        m = self.model  # head and stem first: every prefix step's parameters are one span of the flat buffer
+        order = [p for mod in (m.head, m.stem, *m.blocks) for p in mod.parameters()]
+        self.opt = RunAdam(order, lr=cfg.lr, weight_decay=cfg.weight_decay, groups=[list(b.parameters()) for b in m.blocks])
+        self.fast = m.fast and os.environ.get("LPA_FAST", "1") != "0"  # hand-written backward (lpa_core.models.ResMLP)
         self.gens = [torch.Generator().manual_seed(2_000_003 + s) for _, s in cfg.runs]  # batch order per run
-        self.steps = torch.zeros(self.n_runs, dtype=torch.long)
-        self.samples = torch.zeros(self.n_runs, dtype=torch.long)
-        self.bad = torch.zeros(self.n_runs, dtype=torch.bool)  # diverged: non-finite loss seen; no more updates
-        self.state = {}  # paradigm state that must survive a restart (tensors only)
+        self.lr = cfg.lr
+        self.counters()
         self.n_params = sum(p[0].numel() for p in self.model.parameters())  # per run
 
     # --- what a paradigm uses -----------------------------------------------------------------------------------
@@ -74,6 +74,7 @@ class SurfaceTask:
         idx = torch.stack([torch.randperm(n, generator=g) for g in self.gens]).to(self.cfg.device)
         for k in range(0, n, bs):
             b = idx[:, None, k:k + bs]
+            self.batch_n = b.shape[-1]  # the last batch may be partial: samples count what a step saw
             yield (self.x_train.gather(2, b.expand(-1, self.x_train.shape[1], -1)),
                    self.y_train.gather(2, b.expand(-1, self.y_train.shape[1], -1)))
 
@@ -82,25 +83,34 @@ class SurfaceTask:
         return (self.model.head(h) - y).pow(2).mean(dim=(1, 2))
 
     def loss(self, x, y, depth=None, metric=False):
-        """Per-run MSE [R] at `depth` (None = full); with metric=True also the batch metric (higher is better)."""
-        mse = (self.model(x, depth) - y).pow(2).mean(dim=(1, 2))
-        return (mse, -mse.detach()) if metric else mse
+        """Per-run MSE [R] at `depth` (None = full); with metric=True also the batch metric (higher is better).
+        On the fast path the loss carries its forward's tape (no autograd graph): hand it to `step` unchanged."""
+        if not self.fast:
+            mse = (self.model(x, depth) - y).pow(2).mean(dim=(1, 2))
+            return (mse, -mse.detach()) if metric else mse
+        pred, tape = self.model.tape(x, depth)
+        err = pred - y
+        mse = err.pow(2).mean(dim=(1, 2))
+        mse.tape = (tape, err, self.opt.n_steps)
+        return (mse, -mse) if metric else mse
 
-    def step(self, losses, params, runs=None):
-        """Backward of the summed per-run losses into `params` only, then one optimizer step on the runs in the
-        mask `runs` (None = all). Everything outside `params` and `runs` is left exactly as it was."""
-        nonfinite = ~torch.isfinite(losses.detach()).cpu()
-        self.bad |= nonfinite if runs is None else nonfinite & runs.cpu()  # only the losses the runs step on count
-        if self.bad.any():
-            runs = ~self.bad if runs is None else runs & ~self.bad
-        if runs is not None and not runs.any():
-            return
-        self.opt.zero_grad()
-        (losses if runs is None else losses[runs.to(losses.device)]).sum().backward(inputs=params)
-        self.opt.step(params, None if runs is None else runs.to(losses.device))
-        taken = torch.ones(self.n_runs, dtype=torch.long) if runs is None else runs.long()
-        self.steps += taken
-        self.samples += taken * self.cfg.batch_size
+    def update(self, losses, params, runs, blocks):
+        """Backward of the summed losses of the runs in `runs` (None = all) into `params` only, then one RunAdam
+        step on those parameters, runs and (with `blocks` [R, L]) the blocks each run kept."""
+        dev = losses.device
+        tape = getattr(losses, "tape", None)
+        if tape is not None:  # fast path: d sum(mse[runs]) / d pred, as autograd's mean and pow backward compute it
+            tape, err, version = tape
+            if version != self.opt.n_steps:
+                raise RuntimeError("step: this loss was computed before the last optimizer step (compute it again)")
+            g = err * (2.0 / err[0].numel())
+            self.model.backward(tape, g, {id(p) for p in params})
+        elif not losses.requires_grad:
+            raise RuntimeError("step: the loss has neither an autograd graph nor a tape: pass ctx.loss's result unchanged")
+        else:
+            self.opt.zero_grad()
+            (losses if runs is None else losses[runs.to(dev)]).sum().backward(inputs=params)
+        self.opt.step(params, None if runs is None else runs.to(dev), None if blocks is None else blocks.to(dev))
 
     # --- what the loop uses -------------------------------------------------------------------------------------
 
@@ -109,7 +119,7 @@ class SurfaceTask:
                 f"{math.ceil(self.cfg.n_train / self.cfg.batch_size)} batches")
 
     def set_lr(self, lr):
-        self.opt.lr = lr
+        self.lr = self.opt.lr = lr
 
     @torch.no_grad()
     def evaluate(self, x, y):
@@ -128,22 +138,11 @@ class SurfaceTask:
         # a last step can blow a run up after the last loss it saw: non-finite error now = diverged
         self.bad |= ~(torch.isfinite(test[0]) & torch.isfinite(train[0]))
         for r in range(self.n_runs):
-            pre = run_keys(cfg, r) + [epoch, int(self.steps[r]), int(self.samples[r]), round(wall, 3), self.opt.lr]
+            pre = run_keys(cfg, r) + [epoch, int(self.steps[r]), int(self.samples[r]), round(wall, 3), self.lr]
             for name, val in (("train_mse", train[0][r]), ("test_mse", test[0][r]), ("test_mae", test[1][r])):
                 rows.append(pre + [name, float("nan") if self.bad[r] else float(val)])
         mse = [row[-1] for row in rows if row[-2] == "test_mse"]
         return rows, f"test mse (median of runs) {np.nanmedian(mse) if np.isfinite(mse).any() else float('nan'):.4g}"
-
-    def checkpoint(self):
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "gens": [g.get_state() for g in self.gens],
-                "steps": self.steps, "samples": self.samples, "bad": self.bad, "state": self.state}
-
-    def restore(self, ck):
-        self.model.load_state_dict(ck["model"])
-        self.opt.load_state_dict(ck["opt"])
-        for g, s in zip(self.gens, ck["gens"]):
-            g.set_state(s)
-        self.steps, self.samples, self.bad, self.state = ck["steps"], ck["samples"], ck["bad"], ck["state"]
 
     def write_outputs(self, out, history, status, diverged_at, wall):
         """grid.npz, layerwise.csv, history.csv, summary.csv (each atomically)."""
@@ -168,16 +167,5 @@ class SurfaceTask:
         io.write_csv(out / "history.csv", HISTORY, history)
         io.write_csv(out / "summary.csv", SUMMARY, summary)
         if cfg.paradigm == "layerdrop":
-            io.write_csv(out / "pruned.csv", PRUNED, self.pruned(status))
-
-    def pruned(self, status):
-        """pruned.csv rows: test MSE and MAE of the stack pruned at each of PRUNE_RATES (LayerDrop's every-other
-        pruning, lpa_core.paradigms.layerdrop.keep_pattern): the dropped blocks skipped, the shared head on top."""
-        rows = []
-        for rate in PRUNE_RATES:
-            keep = keep_pattern(self.cfg.depth, rate)
-            with self.model.dropping(keep):
-                err = self.evaluate(self.x_test, self.y_test)[self.cfg.depth]
-            rows += [run_keys(self.cfg, r) + [rate, sum(keep), m, float("nan") if self.bad[r] else float(err[k][r]), status[r]]
-                     for r in range(self.n_runs) for k, m in enumerate(("mse", "mae"))]
-        return rows
+            test = lambda: dict(zip(("mse", "mae"), self.evaluate(self.x_test, self.y_test)[cfg.depth]))  # noqa: E731
+            io.write_csv(out / "pruned.csv", PRUNED, self.pruned(lambda r: run_keys(cfg, r), status, test))

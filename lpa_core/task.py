@@ -1,22 +1,90 @@
-"""What the one-run tasks share (images: lpa_core.vision.VisionTask; text: lpa_core.lm.LMTask): the per-run
-counters, the optimizer step that keeps inactive blocks untouched, the learning rate, checkpoint and resume.
-A subclass calls `init_run(cfg)`, sets model, opt (a torch.optim optimizer), gen (its data generator) and lr, and calls
-`counters()`. Per-run tensors have shape [1]. Within an epoch, `step` logs a progress line (steps, lr, loss) at most
-every PROGRESS_S seconds through `log` (lpa_core.train sets the job's), so a long CPU epoch is never silent."""
+"""The task base: what every task shares, written once. The surface task (lpa_core.surfaces.SurfaceTask) is a task
+with R runs trained as one vectorised model; the one-run tasks (images: lpa_core.vision.VisionTask; text:
+lpa_core.lm.LMTask, through OneRunTask) have R = 1.
+
+Shared here: the per-run counters (steps, samples, bad: tensors [R]), `step` (divergence, run masks, counters and
+a progress line at most every PROGRESS_S seconds through `log`, which lpa_core.train sets to the job's) around the
+task's own `update` (backward and optimizer step), checkpoint and resume, and the rows of pruned.csv (LayerDrop's
+pruned sub-networks). A task sets cfg, n_runs, model, opt (state_dict/load_state_dict), gens (its data
+generators), lr (through set_lr), calls `counters()` and implements `update(losses, params, runs, blocks)`.
+"""
 import sys
 import time
 
 import torch
 
 from lpa_core import io
-
+from lpa_core.models import PRUNE_RATES, keep_pattern
 
 PROGRESS_S = 60.0
+KEYS = ["exp", "dataset", "arch", "paradigm", "seed"]
+HISTORY = KEYS + ["epoch", "steps", "samples", "wall_s", "lr", "metric", "value"]
+SUMMARY = KEYS + ["status", "diverged_epoch", "steps", "samples", "wall_s", "n_blocks", "effective_depth",
+                  "reduction_pct", "params_per_run"]
+PRUNED = KEYS + ["rate", "blocks_kept", "metric", "value", "status"]  # layerdrop runs: LayerDrop's pruned sub-networks
 
 
-class OneRunTask:
-    n_runs = 1
+class Task:
     log = staticmethod(lambda msg: print(msg, file=sys.stderr, flush=True))
+
+    def counters(self):
+        self.steps = torch.zeros(self.n_runs, dtype=torch.long)
+        self.samples = torch.zeros(self.n_runs, dtype=torch.long)
+        self.bad = torch.zeros(self.n_runs, dtype=torch.bool)  # diverged: non-finite loss seen; no more updates
+        self.state = {}  # paradigm state that must survive a restart (tensors only)
+        self.batch_n = self.cfg.batch_size  # examples in the current batch (a task with a partial last batch sets it)
+        self._beat = time.perf_counter()
+
+    def step(self, losses, params, runs=None, blocks=None):
+        """One update of `params` on the summed per-run losses, for the runs in the bool mask `runs` [R] (None = all)
+        and, with `blocks` [R, L] (layer dropout), only the blocks each run kept. Everything outside is left exactly
+        as it was. A run whose loss (among those it steps on) is non-finite is marked bad and never updates again."""
+        nonfinite = ~torch.isfinite(losses.detach()).cpu()
+        runs = None if runs is None else runs.cpu()
+        self.bad |= nonfinite if runs is None else nonfinite & runs
+        if self.bad.any():
+            runs = ~self.bad if runs is None else runs & ~self.bad
+        if runs is not None and not runs.any():
+            return
+        self.update(losses, params, runs, blocks)
+        taken = torch.ones(self.n_runs, dtype=torch.long) if runs is None else runs.long()
+        self.steps += taken
+        self.samples += taken * self.batch_n
+        if time.perf_counter() - self._beat >= PROGRESS_S:
+            self._beat = time.perf_counter()
+            self.log(f"[{self.cfg.exp}/{self.cfg.paradigm}]   step {int(self.steps.max())}  lr {self.lr:.3g}  "
+                     f"loss {float(losses.detach().sum()):.4g}")
+
+    def checkpoint(self):
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "gens": [g.get_state() for g in self.gens],
+                "steps": self.steps, "samples": self.samples, "bad": self.bad, "state": self.state, "lr": self.lr}
+
+    def restore(self, ck):
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["opt"])
+        for g, s in zip(self.gens, ck["gens"], strict=True):
+            g.set_state(s)
+        self.steps, self.samples, self.bad, self.state = ck["steps"], ck["samples"], ck["bad"], ck["state"]
+        self.set_lr(ck["lr"])
+
+    def pruned(self, keys, status, metrics):
+        """pruned.csv rows: the full-depth `metrics()` ({name: per-run values [R]}) of LayerDrop's pruned
+        sub-networks (lpa_core.models.keep_pattern at each of PRUNE_RATES: the dropped blocks skipped, the shared
+        head on top), one row per run, rate and metric; keys(r) and status[r] name run r."""
+        rows = []
+        for rate in PRUNE_RATES:
+            keep = keep_pattern(self.model.depth, rate)
+            with self.model.dropping(keep):
+                values = metrics()
+            rows += [keys(r) + [rate, sum(keep), m, float("nan") if self.bad[r] else float(v[r]), status[r]]
+                     for r in range(self.n_runs) for m, v in values.items()]
+        return rows
+
+
+class OneRunTask(Task):
+    """A task of one run on a torch.optim optimizer. A subclass calls `init_run(cfg)`, sets model, opt, gen (its
+    data generator) and lr, and calls `counters()`."""
+    n_runs = 1
 
     def init_run(self, cfg):
         """The run's cfg, (dataset, seed) and device; bf16 autocast (amp) on CUDA under precision auto and on any
@@ -28,59 +96,23 @@ class OneRunTask:
         self.precision = "bf16" if self.amp else "fp32"  # recorded in run.json and inference.csv
         torch.backends.cuda.matmul.allow_tf32 |= self.device.type == "cuda"
 
-    def counters(self):
-        self.steps = torch.zeros(1, dtype=torch.long)
-        self.samples = torch.zeros(1, dtype=torch.long)
-        self.bad = torch.zeros(1, dtype=torch.bool)
-        self.state = {}
-        self._beat = time.perf_counter()
+    @property
+    def gens(self):
+        return [self.gen]
 
-    def step(self, losses, params, runs=None):
+    def update(self, losses, params, runs, blocks):
         """Backward of the loss into `params` only (every other parameter keeps grad None, so torch.optim skips
-        it: no gradient, weight decay or moment update), then one optimizer step. runs: a bool mask [1] (False:
-        no step)."""
-        nonfinite = ~torch.isfinite(losses.detach()).cpu()
-        runs = None if runs is None else runs.cpu()
-        self.bad |= nonfinite if runs is None else nonfinite & runs
-        active = ~self.bad if runs is None else runs & ~self.bad
-        if not active.any():
-            return
+        it: no gradient, weight decay or moment update), then one optimizer step. With one run, `params` already
+        holds just the kept blocks (blocks is never needed)."""
         self.opt.zero_grad(set_to_none=True)
         losses.sum().backward(inputs=params)
         self.opt.step()
-        self.steps += active.long()
-        self.samples += active.long() * self.cfg.batch_size
-        if time.perf_counter() - self._beat >= PROGRESS_S:
-            self._beat = time.perf_counter()
-            self.log(f"[{self.cfg.exp}/{self.cfg.paradigm}]   step {int(self.steps)}  lr {self.lr:.3g}  "
-                     f"loss {float(losses.detach().sum()):.4g}")
 
     def set_lr(self, lr):
         self.lr = lr
         for group in self.opt.param_groups:
             group["lr"] = lr
 
-    def checkpoint(self):
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "gen": self.gen.get_state(),
-                "steps": self.steps, "samples": self.samples, "bad": self.bad, "state": self.state, "lr": self.lr}
-
-    def restore(self, ck):
-        self.model.load_state_dict(ck["model"])
-        self.opt.load_state_dict(ck["opt"])
-        self.gen.set_state(ck["gen"])
-        self.steps, self.samples, self.bad, self.state = ck["steps"], ck["samples"], ck["bad"], ck["state"]
-        self.set_lr(ck["lr"])
-
     def write_pruned(self, out, keys, status, metrics):
-        """layerdrop runs: pruned.csv, the full-depth `metrics()` ({name: value}) of LayerDrop's pruned
-        sub-networks (lpa_core.paradigms.layerdrop.keep_pattern, one row per rate and metric)."""
-        from lpa_core.paradigms.layerdrop import PRUNE_RATES, keep_pattern
-        from lpa_core.surfaces import PRUNED
-
-        rows, bad = [], bool(self.bad[0])
-        for rate in PRUNE_RATES:
-            keep = keep_pattern(self.model.depth, rate)
-            with self.model.dropping(keep):
-                values = metrics()
-            rows += [keys + [rate, sum(keep), m, float("nan") if bad else v, status] for m, v in values.items()]
-        io.write_csv(out / "pruned.csv", PRUNED, rows)
+        """layerdrop runs: pruned.csv from the full-depth `metrics()` ({name: value}) of the pruned sub-networks."""
+        io.write_csv(out / "pruned.csv", PRUNED, self.pruned(lambda r: keys, [status], lambda: {k: [v] for k, v in metrics().items()}))

@@ -16,7 +16,7 @@ import torch
 
 from lpa_core import train as train_mod
 from lpa_core.config import TrainConfig
-from lpa_core.models import create_model
+from lpa_core.models import ResMLP, create_model
 from lpa_core.optim import RunAdam, cosine_lr
 from lpa_core.paradigms import PARADIGMS, simultaneous
 from lpa_core.paradigms.lpa import unit_depths
@@ -335,6 +335,96 @@ def test_run_adam_matches_torch_adam_per_run(decoupled, reference):
         for p, q in zip(ours, refs[r]):
             torch.testing.assert_close(p[r].detach(), q.detach(), rtol=1e-12, atol=1e-12)
     assert not torch.equal(ours[0][0], ours[0][1])
+
+
+# --- the fast path: hand-written backward, spans, per-run block masks ----------------------------------------------
+
+KEEPS = {"all": None, "per_run": [torch.tensor([[True], [False], [True]]), None, torch.tensor([[False]] * 3), None, None],
+         "per_example": [None, torch.rand(3, 40, generator=torch.Generator().manual_seed(1)) > 0.5, None, None, None]}
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("depth,first", [(None, 0), (3, 0), (3, 2), (1, 0)])
+@pytest.mark.parametrize("keep", list(KEEPS))
+def test_fast_backward_equals_autograd_bit_for_bit(dtype, depth, first, keep):
+    """ResMLP.tape + ResMLP.backward against autograd on the same forward: predictions and every gradient of a
+    step's parameters (prefix, sequential stage; layer dropout per run and per example) identical, bit for bit."""
+    gen = torch.Generator().manual_seed(0)
+    model = ResMLP(seeds=(0, 1, 2), width=6, depth=L).to(dtype)
+    x, y = torch.randn(3, 2, 40, generator=gen, dtype=dtype), torch.randn(3, 1, 40, generator=gen, dtype=dtype)
+    params = model.params(depth, first)
+    with model.dropping(KEEPS[keep]):
+        pred, tape = model.tape(x, depth)
+        ref = model(x, depth)
+    want = torch.autograd.grad((ref - y).pow(2).mean(dim=(1, 2)).sum(), params, allow_unused=True)  # None: a block no run kept
+    for p in model.parameters():
+        p.grad = torch.full_like(p, float("nan"))  # what the fast path does not write stays NaN
+    err = pred - y
+    model.backward(tape, err * (2.0 / err[0].numel()), {id(p) for p in params})
+    assert torch.equal(pred, ref.detach())
+    for p, w in zip(params, want):
+        assert p.grad.isnan().all() if w is None else torch.equal(p.grad, w)
+    assert all(p.grad.isnan().all() for p in model.parameters() if all(p is not q for q in params))
+
+
+@pytest.mark.parametrize("paradigm", ["simultaneous", "sequential", "lpa", "adaptive_lpa", "lpa_grouped", "layerdrop"])
+def test_fast_path_trains_as_autograd_bit_for_bit(paradigm):
+    """Two epochs through the fast path and through autograd (LPA_FAST=0's path): the same weights, optimizer state
+    and counters, bit for bit (weight decay on, runs of different seeds, adaptive runs stopping apart)."""
+    cfg = make_cfg(paradigm=paradigm, datasets=("saddle", "high_freq"), seeds=(0, 1), weight_decay=0.1, layerdrop_rate=0.4,
+                   adaptive_warmup=1)
+    fast, slow = Context(cfg), Context(cfg)
+    slow.fast = False
+    assert fast.fast
+    for ctx in (fast, slow):
+        for epoch in range(3):
+            PARADIGMS[paradigm](ctx, epoch)
+    for k in ("flat", "m", "v", "b1t", "b2t"):
+        assert torch.equal(getattr(fast.opt, k), getattr(slow.opt, k)), k
+    assert torch.equal(fast.steps, slow.steps) and torch.equal(fast.samples, slow.samples)
+
+
+def test_fast_path_refuses_a_stale_or_altered_loss():
+    ctx = Context(make_cfg())
+    x, y = next(ctx.batches())
+    stale = ctx.loss(x, y)
+    ctx.step(ctx.loss(x, y), ctx.model.params())
+    with pytest.raises(RuntimeError, match="before the last optimizer step"):
+        ctx.step(stale, ctx.model.params())
+    with pytest.raises(RuntimeError, match="neither an autograd graph nor a tape"):
+        ctx.step(2 * ctx.loss(x, y), ctx.model.params())
+
+
+def test_a_dropped_block_that_is_not_finite_spares_its_run_in_a_group():
+    """Layer dropout per run in one step: run 1 drops block 3, whose weights are NaN; alone it would never compute
+    it. Its loss stays finite, it is not marked diverged, and its stem, other blocks and head stay finite."""
+    ctx = Context(make_cfg(seeds=(0, 1)))
+    with torch.no_grad():
+        ctx.model.blocks[2].fc2.weight[1] = float("nan")
+    keep = torch.ones(2, L, dtype=torch.bool)
+    keep[1, 2] = False
+    x, y = next(ctx.batches())
+    with ctx.model.dropping(list(keep.T[:, :, None])):
+        losses = ctx.loss(x, y)
+    ctx.step(losses, ctx.model.params(), blocks=keep)
+    assert torch.isfinite(losses).all() and not ctx.bad.any() and ctx.steps.tolist() == [1, 1]
+    for name, mod in modules(ctx.model).items():
+        assert all(torch.isfinite(p[1]).all() for p in mod.parameters()) or name == "b3", name
+
+
+def test_samples_count_the_real_size_of_a_partial_last_batch():
+    ctx = Context(make_cfg(n_train=230))  # batches of 50, 50, 50, 50, 30
+    simultaneous(ctx, 0)
+    assert ctx.steps.tolist() == [5] and ctx.samples.tolist() == [230]
+
+
+def test_prefix_steps_touch_one_span_and_a_checkpoint_of_another_layout_is_refused():
+    ctx = Context(make_cfg())
+    assert all(len(ctx.opt.spans(ctx.model.params(depth=d))) == 1 for d in range(1, L + 1))
+    sd = ctx.opt.state_dict()
+    del sd["layout"]
+    with pytest.raises(ValueError, match="another parameter layout"):
+        ctx.opt.load_state_dict(sd)
 
 
 def test_cosine_lr():

@@ -1,5 +1,6 @@
 """Training paradigms. Each is one function `epoch(ctx, epoch)` that does its updates for one epoch through the
-shared step primitive `ctx.step(losses, params, runs)`; see lpa_core.train.Context."""
+shared step primitive `ctx.step(losses, params, runs, blocks)` (lpa_core.task.Task.step), handing it the losses
+of `ctx.loss` / `ctx.loss_at` unchanged (on the surfaces' fast path they carry the forward's tape)."""
 from lpa_core.paradigms.adaptive_lpa import adaptive_lpa
 from lpa_core.paradigms.deep_supervision import deep_supervision
 from lpa_core.paradigms.layerdrop import layerdrop
