@@ -22,6 +22,9 @@ from lpa_core import io
 
 CONFIG_HASH_LEN = 16
 RUN_JSON = "run.json"
+# TrainConfig keys that say how a run was executed, not what it computes: left out of config_hash and of the
+# staleness check (threads follows Snakemake's --cores; the checkpoint period and loader workers change no number)
+EXECUTION_KEYS = ("threads", "ckpt_every_s", "workers")
 
 
 class RunError(ValueError):
@@ -29,7 +32,8 @@ class RunError(ValueError):
 
 
 def config_hash(config):
-    """Hash of a resolved config dict (key order and list/tuple spelling do not matter)."""
+    """Hash of a resolved config dict (key order and list/tuple spelling do not matter; EXECUTION_KEYS left out)."""
+    config = {k: v for k, v in config.items() if k not in EXECUTION_KEYS}
     text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:CONFIG_HASH_LEN]
 
@@ -117,3 +121,43 @@ def _known(config):
 
     names = {f.name for f in fields(TrainConfig)}
     return {k: v for k, v in config.items() if k in names}
+
+
+def config_changes(recorded, asked):
+    """How a run's recorded config differs from the resolved config asked of it now: 'key recorded -> asked' per
+    key, EXECUTION_KEYS left out. A key the record lacks (added to TrainConfig since) counts as its default."""
+    from lpa_core.config import TrainConfig
+
+    defaults = TrainConfig.resolved({})
+    changes = []
+    for k in sorted(set(recorded) | set(asked)):
+        if k in EXECUTION_KEYS:
+            continue
+        old, new = recorded.get(k, defaults.get(k, "(none)")), asked.get(k, "(none)")
+        if isinstance(old, list) or isinstance(new, list):
+            same = list(old) == list(new) if isinstance(old, list) and isinstance(new, list) else False
+        else:
+            same = old == new
+        if not same:
+            changes.append(f"{k} {_short(old)} -> {_short(new)}")
+    return changes
+
+
+def _short(v):
+    return ",".join(map(str, v)) if isinstance(v, list) else str(v)
+
+
+def check_run(run_dir, asked, scale):
+    """Why the run folder cannot stand for the run asked of it (`asked`: a resolved config, TrainConfig.resolved),
+    or None when it can: 'missing' (no run.json), 'damaged: <the RunError line>', 'stale: <key old -> new, ...>'."""
+    run_dir = Path(run_dir)
+    if not (run_dir / RUN_JSON).is_file():
+        return "missing"
+    try:
+        info = verify_run(run_dir)
+    except RunError as e:
+        return f"damaged: {e}"
+    changes = config_changes(info["config"], asked)
+    if info.get("scale") != scale:
+        changes.insert(0, f"scale {info.get('scale')} -> {scale}")
+    return f"stale: {'; '.join(changes)}" if changes else None

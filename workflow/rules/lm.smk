@@ -12,12 +12,16 @@ include: "lm_common.smk"
 
 
 rule train_lm:
+    input:
+        lambda w: fresh_check(f"{RUNS}/lm/{w.arch}/{w.paradigm}/{w.variant}/seed{w.seed}", lm_args(w)),
     output:
         **{f: f"{RUNS}/lm/{{arch}}/{{paradigm}}/{{variant}}/seed{{seed}}/{f}.csv" for f in ["layerwise", "history", "summary", "coeffs"]},
         samples=f"{RUNS}/lm/{{arch}}/{{paradigm}}/{{variant}}/seed{{seed}}/samples.txt",
         run=f"{RUNS}/lm/{{arch}}/{{paradigm}}/{{variant}}/seed{{seed}}/run.json",
+        fresh=touch(f"{RUNS}/lm/{{arch}}/{{paradigm}}/{{variant}}/seed{{seed}}/{FRESH}"),
     params:
         args=lm_args,
+        scale=SCALE,
         out=lambda w, output: os.path.dirname(output.run),
         ckpt=lambda w: f"checkpoints/{SCALE}/lm/{w.arch}/{w.paradigm}/{w.variant}/seed{w.seed}",
     log:
@@ -29,7 +33,7 @@ rule train_lm:
         "../../environment.yml"
     shell:
         gpu_claim("train_lm")
-        + "python -m lpa_core train {params.args} --threads {threads} --out {params.out} --ckpt-dir {params.ckpt} > {log} 2>&1"
+        + "python -m lpa_core train {params.args} --scale {params.scale} --threads {threads} --out {params.out} --ckpt-dir {params.ckpt} --parent-pid $PPID > {log} 2>&1"
 
 
 rule table5:

@@ -27,12 +27,16 @@ wildcard_constraints:
 
 
 rule train_vision:
+    input:
+        lambda w: fresh_check(f"{RUNS}/{w.vexp}/{w.dataset}/{w.arch}/{w.setting}/seed{w.seed}", vision_args(w)),
     output:
         **{f: f"{RUNS}/{{vexp}}/{{dataset}}/{{arch}}/{{setting}}/seed{{seed}}/{f}.csv" for f in _RUN_FILES},
         embeddings=f"{RUNS}/{{vexp}}/{{dataset}}/{{arch}}/{{setting}}/seed{{seed}}/embeddings.npz",
         run=f"{RUNS}/{{vexp}}/{{dataset}}/{{arch}}/{{setting}}/seed{{seed}}/run.json",
+        fresh=touch(f"{RUNS}/{{vexp}}/{{dataset}}/{{arch}}/{{setting}}/seed{{seed}}/{FRESH}"),
     params:
         args=vision_args,
+        scale=SCALE,
         have_data=lambda w: data_check(w.dataset),
         data_dir=V_DATA,
         out=lambda w, output: os.path.dirname(output.run),
@@ -47,7 +51,7 @@ rule train_vision:
     shell:
         gpu_claim("train_vision")
         + "(({params.have_data} || python -m lpa_core fetch-data --datasets {wildcards.dataset} --data-dir {params.data_dir})"
-        " && python -m lpa_core train {params.args} --threads {threads} --out {params.out} --ckpt-dir {params.ckpt}) > {log} 2>&1"
+        " && python -m lpa_core train {params.args} --scale {params.scale} --threads {threads} --out {params.out} --ckpt-dir {params.ckpt} --parent-pid $PPID) > {log} 2>&1"
 
 
 rule fetch_data:  # not part of `all`: `snakemake fetch_data --cores 1` downloads the configured datasets now
