@@ -70,6 +70,7 @@ rule train_topology:
 rule ancre_table:
     input:
         stamp=REGEN,
+        fresh=fresh_markers(ANCRE_DIRS),
         layerwise=[f"{d}/layerwise.csv" for d in ANCRE_DIRS],
         coeffs=[f"{d}/coeffs.csv" for d in ANCRE_LEARNED],
         run=[f"{d}/run.json" for d in ANCRE_DIRS],

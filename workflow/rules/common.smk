@@ -5,6 +5,7 @@ import shlex
 import sys
 from types import SimpleNamespace
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from lpa_core import runs as _runs
@@ -116,6 +117,9 @@ def _outputs_of(name):
 # exists exactly when the folder is fresh. At parse time (run_state) the marker of a stale or damaged folder is
 # removed (the folder is named on stderr), so its training job has a missing output and `snakemake` re-trains it,
 # and a dry run says so; the marker of a fresh folder that lacks one (a fresh clone, a migrated run) is made.
+# Snakemake 9 does not re-run a job whose outputs are up to date for a missing input that another rule makes
+# (the marker), so a stale or damaged run also touches REGEN, the stamp every rule reading runs takes: those rules
+# run again, and with them the training jobs whose marker is missing.
 # Nothing else is touched: put the config back and the marker comes back. Under cached_only (profiles/regenerate,
 # which never trains) a stale, damaged or missing run is left out instead, named with its reason.
 FRESH = ".fresh"
@@ -152,14 +156,29 @@ def run_state(d, args=None):
             os.utime(marker, ns=(stamp, stamp))  # as old as the run, so it makes nothing downstream look newer
         elif workflow.is_main_process and why is not None and os.path.exists(marker):
             os.remove(marker)
-        if why not in (None, "missing") and not CACHED_ONLY:
+        left = why == "missing" and os.path.isdir(d)  # a run begun or deleted in part, not one never started
+        if why is not None and (why != "missing" or left) and not CACHED_ONLY:
             print(f"run {d} is {why}; it is trained again", file=sys.stderr)
+            if workflow.is_main_process:  # see above: the rules reading runs must run for Snakemake to see FRESH missing
+                os.makedirs(os.path.dirname(REGEN), exist_ok=True)
+                open(REGEN, "a").close()
+                os.utime(REGEN)
     return _STATE[d]
 
 
+def fresh_markers(dirs):
+    """The FRESH markers of run folders: every rule that reads runs takes them among its inputs (`fresh=`), so a
+    stale or damaged run is a missing input, and its training job runs first."""
+    return [os.path.join(d, FRESH) for d in dirs]
+
+
 def fresh_check(d, args):
-    """Input function of a training rule: checks its run folder (run_state), needs no input file."""
-    run_state(d, args)
+    """Input function of a training rule: checks its run folder (run_state), needs no input file. Under cached_only
+    (profiles/regenerate) a training job is an error that names the run: regenerating never trains."""
+    why = run_state(d, args)
+    if CACHED_ONLY and why:
+        raise WorkflowError(f"cached_only: run {d} is {why}; profiles/regenerate never trains (drop the target that "
+                            f"needs it, or train it with plain snakemake)")
     return []
 
 

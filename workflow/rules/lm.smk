@@ -39,6 +39,7 @@ rule train_lm:
 rule table5:
     input:
         stamp=REGEN,
+        fresh=fresh_markers(LM_DIRS),
         run=[f"{d}/run.json" for d in LM_DIRS],
         layerwise=[f"{d}/layerwise.csv" for d in LM_DIRS],
         samples=[f"{d}/samples.txt" for d in LM_DIRS],
@@ -62,6 +63,7 @@ rule table5:
 rule lm_figures:
     input:
         stamp=REGEN,
+        fresh=fresh_markers(LM_DIRS),
         run=[f"{d}/run.json" for d in LM_DIRS],
         layerwise=[f"{d}/layerwise.csv" for d in LM_DIRS],
         history=[f"{d}/history.csv" for d in LM_DIRS],

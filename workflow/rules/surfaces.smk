@@ -35,6 +35,7 @@ SURF_DIRS = [run_dir("table1", SURF["arch"], p) for p in SURF["paradigms"]]
 rule table1:
     input:
         stamp=REGEN,
+        fresh=fresh_markers(SURF_DIRS),
         layerwise=[f"{d}/layerwise.csv" for d in SURF_DIRS],
         summary=[f"{d}/summary.csv" for d in SURF_DIRS],
         paper=config["paper_results"],
@@ -54,6 +55,7 @@ rule table1:
 rule figures:
     input:
         stamp=REGEN,
+        fresh=fresh_markers(SURF_DIRS),
         grids=[f"{d}/grid.npz" for d in SURF_DIRS],
         layerwise=[f"{d}/layerwise.csv" for d in SURF_DIRS],
     output:

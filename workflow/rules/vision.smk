@@ -71,6 +71,7 @@ rule fetch_data:  # not part of `all`: `snakemake fetch_data --cores 1` download
 rule table2:
     input:
         stamp=REGEN,
+        fresh=fresh_markers(T2_DIRS),
         run=[f"{d}/run.json" for d in T2_DIRS],
         layerwise=[f"{d}/layerwise.csv" for d in T2_DIRS],
         summary=[f"{d}/summary.csv" for d in T2_DIRS],
@@ -92,6 +93,7 @@ rule table2:
 rule table3:
     input:
         stamp=REGEN,
+        fresh=fresh_markers(T3_DIRS),
         run=[f"{d}/run.json" for d in T3_DIRS],
         layerwise=[f"{d}/layerwise.csv" for d in T3_DIRS],
         summary=[f"{d}/summary.csv" for d in T3_DIRS],
@@ -113,6 +115,7 @@ rule table3:
 rule sec54:
     input:
         stamp=REGEN,
+        fresh=fresh_markers(SEC54_DIRS),
         run=[f"{d}/run.json" for d in SEC54_DIRS],
         layerwise=[f"{d}/layerwise.csv" for d in SEC54_DIRS],
         summary=[f"{d}/summary.csv" for d in SEC54_DIRS],
@@ -134,6 +137,7 @@ rule sec54:
 rule inference:
     input:
         stamp=REGEN,
+        fresh=fresh_markers(T2_DIRS),
         run=[f"{d}/run.json" for d in T2_DIRS],
         layerwise=[f"{d}/layerwise.csv" for d in T2_DIRS],
         inference=[f"{d}/inference.csv" for d in T2_DIRS],
@@ -155,6 +159,7 @@ rule inference:
 rule vision_figures:
     input:
         stamp=REGEN,
+        fresh=fresh_markers(T2_DIRS + FIG10_DIRS),
         run=[f"{d}/run.json" for d in T2_DIRS],
         layerwise=[f"{d}/layerwise.csv" for d in T2_DIRS],
         history=[f"{d}/history.csv" for d in T2_DIRS + FIG10_DIRS],
@@ -188,6 +193,7 @@ if IMAGENET:
     rule table4:
         input:
             stamp=REGEN,
+            fresh=fresh_markers(T4_DIRS),
             run=[f"{d}/run.json" for d in T4_DIRS],
             layerwise=[f"{d}/layerwise.csv" for d in T4_DIRS],
             summary=[f"{d}/summary.csv" for d in T4_DIRS],
