@@ -53,15 +53,14 @@ def save_torch(path, obj):
 CODE_PATHS = ("lpa_core", "workflow", "Snakefile", "config", "profiles", "benchmarks", "pyproject.toml", "environment.yml")
 
 
-def git_commit():
+def git_commit(root=None):
     """('<commit>' or '<commit>-dirty' when the code (CODE_PATHS) differs from it, sha256 (16 hex digits) of that
-    `git diff HEAD` or None)."""
-    sha, diff = _git_state()
+    `git diff HEAD` or None), of the checkout `root` (default: the one holding lpa_core)."""
+    sha, diff = _git_state(Path(root or Path(__file__).resolve().parent.parent))
     return sha + ("-dirty" if diff else ""), hashlib.sha256(diff.encode()).hexdigest()[:16] if diff else None
 
 
-def _git_state():
-    root = Path(__file__).resolve().parent.parent
+def _git_state(root):
     git = lambda *a: subprocess.run(["git", *a], cwd=root, capture_output=True, text=True, timeout=10).stdout
     try:
         sha = git("rev-parse", "HEAD").strip()
