@@ -49,8 +49,9 @@ def save_torch(path, obj):
 
 
 # What counts as code for provenance: a run is '<commit>-dirty' only when these differ from the commit, not when
-# the run (or an earlier one) rewrote tracked result files (results/, figures/) or docs
-CODE_PATHS = ("lpa_core", "workflow", "Snakefile", "config", "profiles", "benchmarks", "pyproject.toml", "environment.yml")
+# the run (or an earlier one) rewrote tracked result files (results/, figures/), docs or the config (the resolved
+# config is in run.json itself)
+CODE_PATHS = ("lpa_core", "workflow", "Snakefile", "pyproject.toml", "environment.yml")
 
 
 def git_commit(root=None):

@@ -250,30 +250,22 @@ def gone(pid, within=10):
 
 
 @pytest.mark.slow
-def test_trainer_killed_resumes_to_identical_outputs(long_clean, tmp_path):
-    ref, want = long_clean
-    wd = workdir(tmp_path, lambda c: tiny(c, **LONG))
-    proc = start(wd)
-    os.kill(trainer_pid(wd, proc), signal.SIGKILL)
-    assert proc.wait(timeout=300) != 0  # the job failed; Snakemake says so
-    r = snakemake(wd, "table1", *QUICK)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "resuming from" in (wd / "logs/quick/table1/resmlp/lpa.log").read_text()
-    assert outputs(wd) == want
-
-
-@pytest.mark.slow
-def test_snakemake_killed_takes_its_trainer_along_and_resumes(long_clean, tmp_path):
+@pytest.mark.parametrize("victim", ["trainer", "snakemake"])
+def test_killed_job_or_workflow_resumes_to_identical_outputs(long_clean, tmp_path, victim):
+    """SIGKILL to the training job (Snakemake fails the job), or to Snakemake alone, not its process group (the
+    job stops by itself within a second: --parent-pid): `snakemake --unlock` and the same command resume the run
+    from its checkpoint and end with the clean outputs."""
     ref, want = long_clean
     wd = workdir(tmp_path, lambda c: tiny(c, **LONG))
     proc = start(wd)
     pid = trainer_pid(wd, proc)
-    os.kill(proc.pid, signal.SIGKILL)  # Snakemake alone, not its process group
-    proc.wait()
+    os.kill(pid if victim == "trainer" else proc.pid, signal.SIGKILL)
+    assert proc.wait(timeout=300) != 0
     assert gone(pid), "the training job outlived the killed workflow"
     assert snakemake(wd, "--unlock").returncode == 0
     r = snakemake(wd, "table1", *QUICK)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "resuming from" in (wd / "logs/quick/table1/resmlp/lpa.log").read_text()
     assert outputs(wd) == want
 
 
