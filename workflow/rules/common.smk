@@ -118,7 +118,7 @@ def _outputs_of(name):
 # removed (the folder is named on stderr), so its training job has a missing output and `snakemake` re-trains it,
 # and a dry run says so; the marker of a fresh folder that lacks one (a fresh clone, a migrated run) is made.
 # Snakemake 9 does not re-run a job whose outputs are up to date for a missing input that another rule makes
-# (the marker), so a stale or damaged run also touches REGEN, the stamp every rule reading runs takes: those rules
+# (the marker), so a stale or damaged run also touches REGEN, the stamp every aggregation takes; those rules
 # run again, and with them the training jobs whose marker is missing.
 # Nothing else is touched: put the config back and the marker comes back. Under cached_only (profiles/regenerate,
 # which never trains) a stale, damaged or missing run is left out instead, named with its reason.
