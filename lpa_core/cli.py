@@ -39,6 +39,14 @@ def watch_parent(pid, every_s=0.5):
     """End this process as soon as process `pid` is gone (or a zombie): a training job started by Snakemake
     (--parent-pid $PPID) never outlives a killed workflow. Its checkpoints stay; the next run resumes from them."""
     def alive():
+        if not Path("/proc/self/stat").exists():  # no procfs (macOS): a zombie parent counts as alive there
+            try:
+                os.kill(pid, 0)
+                return True
+            except ProcessLookupError:
+                return False
+            except PermissionError:
+                return True
         try:
             return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
         except (OSError, IndexError):

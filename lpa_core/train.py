@@ -113,8 +113,8 @@ def run_lock(*dirs):
     checkpoint stops at once, with one line naming the lock and its holder. The kernel drops a dead holder's lock;
     a finished holder removes the file (a lock taken on a file removed meanwhile counts as held)."""
     with contextlib.ExitStack() as stack:
-        for d in dirs:
-            path = Path(d) / ".lock"
+        for d in dict.fromkeys(Path(d).resolve() for d in dirs):  # one lock where --ckpt-dir is --out
+            path = d / ".lock"
             f = stack.enter_context(open(path, "a+"))
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
