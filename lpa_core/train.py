@@ -152,9 +152,14 @@ def train(cfg, out, ckpt_dir=None, log=None, scale="adhoc"):
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     out = Path(out)
     ckdir = Path(ckpt_dir or default_ckpt_dir(out))
-    preflight(out, ckdir)
-    with run_lock(out, ckdir):
-        return _train(cfg, out, ckdir, log, scale)
+    made = not out.exists()
+    try:
+        preflight(out, ckdir)
+        with run_lock(out, ckdir):
+            return _train(cfg, out, ckdir, log, scale)
+    finally:  # a job that ends without its outputs leaves no empty output folder behind
+        if made and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
 
 
 def _train(cfg, out, ckdir, log, scale):
