@@ -1,19 +1,16 @@
-"""python -m lpa_core {train,table1,figures} ... ; bad input exits 2 with one line naming the key."""
+"""python -m lpa_core {train,runs,table1,figures,...} ... ; bad input exits 2 with one line naming the key."""
 import argparse
+import os
 import sys
+import threading
+import time
 from dataclasses import fields
 from pathlib import Path
 
 import yaml
 
+from lpa_core import runs
 from lpa_core.config import TrainConfig
-
-
-def _parse(field, text):
-    if field.type == "tuple" or isinstance(field.default, tuple):
-        kind = type(field.default[0]) if field.default else str
-        return tuple(kind(v) for v in text.split(","))
-    return type(field.default)(text)
 
 
 def train_cmd(args, rest):
@@ -28,24 +25,76 @@ def train_cmd(args, rest):
         if not isinstance(loaded, dict):
             raise ValueError(f"config: '{args.config}' must hold a mapping of TrainConfig keys")
         overrides.update(loaded)
-    by_name = {f.name: f for f in fields(TrainConfig)}
-    it = iter(rest)
-    for tok in it:
-        key = tok.lstrip("-").replace("-", "_")
-        if not tok.startswith("--") or key not in by_name:
-            raise ValueError(f"{key}: unknown option (valid: {', '.join('--' + k for k in by_name)})")
-        val = next(it, None)
-        if val is None:
-            raise ValueError(f"{key}: missing value")
-        try:
-            overrides[key] = _parse(by_name[key], val)
-        except ValueError:
-            raise ValueError(f"{key}: cannot read '{val}' as {type(by_name[key].default).__name__}") from None
+    overrides.update(TrainConfig.parse_options(rest))
     cfg = TrainConfig.from_dict(overrides)
+    if args.parent_pid:
+        watch_parent(args.parent_pid)
     from lpa_core.train import train
 
-    status = train(cfg, args.out, args.ckpt_dir)
+    status = train(cfg, args.out, args.ckpt_dir, scale=args.scale)
     print(f"done: {status.count('ok')} ok, {status.count('diverged')} diverged -> {args.out}", file=sys.stderr)
+
+
+def watch_parent(pid, every_s=0.5):
+    """End this process as soon as process `pid` is gone (or a zombie): a training job started by Snakemake
+    (--parent-pid $PPID) never outlives a killed workflow. Its checkpoints stay; the next run resumes from them."""
+    def alive():
+        if not Path("/proc/self/stat").exists():  # no procfs (macOS): a zombie parent counts as alive there
+            try:
+                os.kill(pid, 0)
+                return True
+            except ProcessLookupError:
+                return False
+            except PermissionError:
+                return True
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        except (OSError, IndexError):
+            return False
+
+    def watch():
+        while alive():
+            time.sleep(every_s)
+        print(f"error: parent process {pid} (the workflow) is gone; stopping this training job", file=sys.stderr, flush=True)
+        os._exit(3)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def run_dirs(paths):
+    """Run folders: each path that holds run.json, or every folder below it that does."""
+    out = []
+    for p in map(Path, paths):
+        if not p.is_dir():
+            raise FileNotFoundError(f"{p}: no such folder")
+        out += [p] if (p / runs.RUN_JSON).is_file() else sorted(f.parent for f in p.rglob(runs.RUN_JSON))
+    return out
+
+
+def runs_cmd(args):
+    """runs verify | migrate: one line per run folder that is not a finished, intact run; exit 1 if any."""
+    bad, dirs = 0, run_dirs(args.dirs)
+    for d in dirs:
+        try:
+            if args.action == "verify":
+                runs.verify_run(d)
+            else:
+                scale = args.scale or _scale_of(d)
+                info = runs.migrate(d, scale)
+                if info.get("scale") != scale:
+                    raise runs.RunError(f"{d / runs.RUN_JSON}: already has a manifest, of scale {info.get('scale')}, not {scale}")
+        except runs.RunError as e:
+            print(f"error: {e}", file=sys.stderr)
+            bad += 1
+    print(f"{args.action}: {len(dirs) - bad} ok, {bad} failed", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def _scale_of(d):
+    parts = Path(os.path.abspath(d)).parts
+    if "runs" in parts[:-1]:
+        return parts[parts.index("runs") + 1]
+    raise ValueError(f"scale: '{d}' is not under a runs/<scale>/ folder; give --scale")
 
 
 def main(argv=None):
@@ -58,6 +107,15 @@ def main(argv=None):
     t.add_argument("--out", required=True, help="folder for layerwise.csv, history.csv, summary.csv, grid.npz, run.json")
     t.add_argument("--config", help="YAML file of TrainConfig keys (options given on the command line win)")
     t.add_argument("--ckpt-dir", help="checkpoint folder (default checkpoints/<out>)")
+    t.add_argument("--scale", default="adhoc", help="the workflow scale the run belongs to, recorded in run.json")
+    t.add_argument("--parent-pid", type=int, help="stop when this process ends (the workflow passes $PPID)")
+    r = sub.add_parser("runs", help="check run folders against their manifest, or bring older ones in")
+    r.add_argument("action", choices=("verify", "migrate"),
+                   help="verify: every file matches run.json's manifest; migrate: give a run folder written before "
+                        "manifests its identity and manifest, in place (one that has them is only verified)")
+    r.add_argument("dirs", nargs="+", help="run folders, or folders to search for them")
+    r.add_argument("--scale", help="migrate: the scale of the runs (default: the folder after runs/ in the path)")
+    r.set_defaults(func=runs_cmd)
     from lpa_core import cost, html_report, linear_case, lm_report, report, vision_report
 
     for module in (report, linear_case, vision_report, lm_report, html_report, cost):  # each adds its own subcommands
@@ -69,7 +127,8 @@ def main(argv=None):
         else:
             if rest:
                 raise ValueError(f"{rest[0]}: unknown option")
-            args.func(args)
+            rc = args.func(args)
+            return rc if isinstance(rc, int) else 0
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

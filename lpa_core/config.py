@@ -4,6 +4,7 @@ errors that name the key and list what is valid. The resolved config is saved in
 Three tasks share it (lpa_core.train), chosen by `arch`: the surfaces (resmlp), images (ResNets, ViTs) and language
 models (lpa_core.lm: named sizes or a save_pretrained directory). A key that only some tasks read is an error when
 set, away from its default, for another one (it would be ignored)."""
+import math
 from dataclasses import asdict, dataclass, fields
 
 SURFACE_ONLY = ("width", "depth", "activation", "n_train", "n_test", "domain", "grid", "grid_seeds")
@@ -109,6 +110,19 @@ class TrainConfig:
                     "layerskip_rotation", "seq_len", "vocab_size"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key}: must be a positive integer, got {getattr(self, key)}")
+        for f in fields(self):  # nan and inf pass every comparison below as False; name them here
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"{f.name}: must be a finite number, got {v}")
+        if not self.lr > 0:
+            raise ValueError(f"lr: must be > 0, got {self.lr}")
+        for key in ("datasets", "seeds"):
+            dup = sorted({v for v in getattr(self, key) if getattr(self, key).count(v) > 1}, key=str)
+            if dup:
+                raise ValueError(f"{key}: each value once, got {', '.join(map(str, dup))} more than once")
+        if (len(self.domain) != 2 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in self.domain)
+                or not self.domain[0] < self.domain[1]):
+            raise ValueError(f"domain: two finite numbers lo,hi with lo < hi, got {','.join(map(str, self.domain))}")
         for key in ("lr", "weight_decay", "warmup_epochs", "adaptive_warmup", "ckpt_every_s", "final_lr_frac",
                     "train_subset", "test_subset", "n_embed", "workers", "layerskip_exit_scale", "grid_seeds",
                     "epoch_batches", "eval_tokens", "n_generate"):
@@ -145,6 +159,36 @@ class TrainConfig:
                 raise ValueError(f"{k}: unknown config key (valid: {', '.join(sorted(names))})")
         d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
         return cls(**d)
+
+    @classmethod
+    def parse_options(cls, tokens):
+        """Typed keys from command-line tokens `--key value ...` (python -m lpa_core train, and the workflow, which
+        hashes what it passes): a list key is comma-separated, every value is read with its key's type."""
+        by_name, out, it = {f.name: f for f in fields(cls)}, {}, iter(tokens)
+        for tok in it:
+            key = tok.lstrip("-").replace("-", "_")
+            if not tok.startswith("--") or key not in by_name:
+                raise ValueError(f"{key}: unknown option (valid: {', '.join('--' + k for k in by_name)})")
+            val = next(it, None)
+            if val is None:
+                raise ValueError(f"{key}: missing value")
+            default = by_name[key].default
+            try:
+                if isinstance(default, tuple):
+                    kind = type(default[0]) if default else str
+                    out[key] = tuple(kind(v) for v in val.split(","))
+                else:
+                    out[key] = type(default)(val)
+            except ValueError:
+                raise ValueError(f"{key}: cannot read '{val}' as {type(default).__name__}") from None
+        return out
+
+    @classmethod
+    def resolved(cls, overrides):
+        """What to_dict() of cls.from_dict(overrides) is, without validating (no task module is imported): the
+        workflow's cheap view of the config it asks of a run."""
+        d = {f.name: f.default for f in fields(cls)} | dict(overrides)
+        return {k: list(v) if isinstance(v, (tuple, list)) else v for k, v in d.items()}
 
     def to_dict(self):
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

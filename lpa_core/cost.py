@@ -32,32 +32,29 @@ import shlex
 import subprocess
 import sys
 from collections import defaultdict
-from dataclasses import fields
 from pathlib import Path
 
 GPUS = {"h200": 790e12}  # dense bf16 FLOP/s (issue 14: the H200's measured matmul rate, ~790 TFLOP/s)
 ASSUMED_MFU = {"resnet": 0.15, "vit": 0.15, "lm": 0.25}
 MFU_CSV = Path("results/benchmarks/gpu/mfu.csv")
 TRAIN_CMD = re.compile(r"python -m lpa_core train((?: --[\w-]+ [^\s)'\"]+)+)")
-SKIP = {"out", "ckpt_dir"}
+SKIP = {"out", "ckpt_dir", "scale", "parent_pid"}  # the CLI's own options, not TrainConfig keys
 
 
 def parse_commands(text):
     """[(TrainConfig, out folder)] of every `python -m lpa_core train ...` command in text (a dry run's output)."""
-    from lpa_core.cli import _parse
     from lpa_core.config import TrainConfig
 
-    by_name = {f.name: f for f in fields(TrainConfig)}
     jobs = []
     for m in TRAIN_CMD.finditer(text):
-        tok, kw, out = shlex.split(m.group(1)), {}, ""
+        tok, keys, out = shlex.split(m.group(1)), [], ""
         for k, v in zip(tok[::2], tok[1::2]):
             key = k.lstrip("-").replace("-", "_")
             if key == "out":
                 out = v
             elif key not in SKIP:
-                kw[key] = _parse(by_name[key], v)
-        jobs.append((TrainConfig.from_dict(kw), out))
+                keys += [k, v]
+        jobs.append((TrainConfig.from_dict(TrainConfig.parse_options(keys)), out))
     return jobs
 
 

@@ -1,6 +1,7 @@
 """Atomic result files and provenance: every results file can say what made it."""
 import csv
 import datetime
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -47,14 +48,28 @@ def save_torch(path, obj):
     _atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
-def git_commit():
-    root = Path(__file__).resolve().parent.parent
+# What counts as code for provenance: a run is '<commit>-dirty' only when these differ from the commit, not when
+# the run (or an earlier one) rewrote tracked result files (results/, figures/), docs or the config (the resolved
+# config is in run.json itself)
+CODE_PATHS = ("lpa_core", "workflow", "Snakefile", "pyproject.toml", "environment.yml")
+
+
+def git_commit(root=None):
+    """('<commit>' or '<commit>-dirty' when the code (CODE_PATHS) differs from it, sha256 (16 hex digits) of that
+    `git diff HEAD` or None), of the checkout `root` (default: the one holding lpa_core)."""
+    sha, diff = _git_state(Path(root or Path(__file__).resolve().parent.parent))
+    return sha + ("-dirty" if diff else ""), hashlib.sha256(diff.encode()).hexdigest()[:16] if diff else None
+
+
+def _git_state(root):
+    git = lambda *a: subprocess.run(["git", *a], cwd=root, capture_output=True, text=True, timeout=10).stdout
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        sha = git("rev-parse", "HEAD").strip()
+        paths = [p for p in CODE_PATHS if (root / p).exists()]
+        diff = git("diff", "HEAD", "--", *paths) if sha else ""
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (sha or "unknown") + ("-dirty" if dirty else "")
+        return "unknown", ""
+    return sha or "unknown", diff
 
 
 def hardware(device="cpu"):
@@ -72,7 +87,7 @@ def hardware(device="cpu"):
 def provenance(device="cpu"):
     return {
         "command": " ".join(sys.argv),
-        "git_commit": git_commit(),
+        **dict(zip(("git_commit", "code_diff"), git_commit())),  # code_diff: hash of a -dirty commit's code change
         "host": socket.gethostname(),
         "hardware": hardware(device),
         "versions": {"python": platform.python_version(), "torch": _version("torch"), "numpy": np.__version__},

@@ -22,6 +22,9 @@ from lpa_core import io
 
 CONFIG_HASH_LEN = 16
 RUN_JSON = "run.json"
+# TrainConfig keys that say how a run was executed, not what it computes: left out of config_hash and of the
+# staleness check (threads follows Snakemake's --cores; the checkpoint period and loader workers change no number)
+EXECUTION_KEYS = ("threads", "ckpt_every_s", "workers")
 
 
 class RunError(ValueError):
@@ -29,7 +32,8 @@ class RunError(ValueError):
 
 
 def config_hash(config):
-    """Hash of a resolved config dict (key order and list/tuple spelling do not matter)."""
+    """Hash of a resolved config dict (key order and list/tuple spelling do not matter; EXECUTION_KEYS left out)."""
+    config = {k: v for k, v in config.items() if k not in EXECUTION_KEYS}
     text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:CONFIG_HASH_LEN]
 
@@ -40,7 +44,7 @@ def file_entry(path):
     data = path.read_bytes()
     rows = None
     if path.suffix == ".csv":
-        rows = max(0, sum(1 for _ in csv.reader(data.decode().splitlines())) - 1)
+        rows = max(0, sum(1 for _ in csv.reader(data.decode(errors="replace").splitlines())) - 1)
     return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "rows": rows}
 
 
@@ -88,7 +92,8 @@ def verify_run(run_dir):
         path = run_dir / name
         if not path.is_file():
             raise RunError(f"{path}: missing (listed in the run's manifest); {_fix(run_dir)}")
-        have = file_entry(path)
+        data = path.read_bytes()  # bytes and sha256 only: a damaged file is never parsed
+        have = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
         if have["bytes"] != want["bytes"]:
             raise RunError(f"{path}: {have['bytes']} bytes, the run wrote {want['bytes']} (truncated or changed); {_fix(run_dir)}")
         if have["sha256"] != want["sha256"]:
@@ -117,3 +122,43 @@ def _known(config):
 
     names = {f.name for f in fields(TrainConfig)}
     return {k: v for k, v in config.items() if k in names}
+
+
+def config_changes(recorded, asked):
+    """How a run's recorded config differs from the resolved config asked of it now: 'key recorded -> asked' per
+    key, EXECUTION_KEYS left out. A key the record lacks (added to TrainConfig since) counts as its default."""
+    from lpa_core.config import TrainConfig
+
+    defaults = TrainConfig.resolved({})
+    changes = []
+    for k in sorted(set(recorded) | set(asked)):
+        if k in EXECUTION_KEYS:
+            continue
+        old, new = recorded.get(k, defaults.get(k, "(none)")), asked.get(k, "(none)")
+        if isinstance(old, list) or isinstance(new, list):
+            same = list(old) == list(new) if isinstance(old, list) and isinstance(new, list) else False
+        else:
+            same = old == new
+        if not same:
+            changes.append(f"{k} {_short(old)} -> {_short(new)}")
+    return changes
+
+
+def _short(v):
+    return ",".join(map(str, v)) if isinstance(v, list) else str(v)
+
+
+def check_run(run_dir, asked, scale):
+    """Why the run folder cannot stand for the run asked of it (`asked`: a resolved config, TrainConfig.resolved),
+    or None when it can: 'missing' (no run.json), 'damaged: <the RunError line>', 'stale: <key old -> new, ...>'."""
+    run_dir = Path(run_dir)
+    if not (run_dir / RUN_JSON).is_file():
+        return "missing"
+    try:
+        info = verify_run(run_dir)
+    except RunError as e:
+        return f"damaged: {e}"
+    changes = config_changes(info["config"], asked)
+    if info.get("scale") != scale:
+        changes.insert(0, f"scale {info.get('scale')} -> {scale}")
+    return f"stale: {'; '.join(changes)}" if changes else None

@@ -49,6 +49,15 @@ def one_line(err):
     (["--epochs", "0"], "epochs", []),
     (["--epochs", "abc"], "epochs", []),
     (["--lr", "-0.1"], "lr", []),
+    (["--lr", "0"], "lr", []),
+    (["--lr", "nan"], "lr", []),
+    (["--lr", "inf"], "lr", []),
+    (["--tau", "nan"], "tau", []),
+    (["--seeds", "0,1,0"], "seeds", []),
+    (["--datasets", "saddle,saddle"], "datasets", []),
+    (["--domain", "1,2,3"], "domain", []),
+    (["--domain", "1,-1"], "domain", []),
+    (["--domain", "a,b"], "domain", []),
     (["--epochs"], "epochs", []),
     (["--bogus", "1"], "bogus", ["--epochs", "--paradigm", "--datasets"]),
     (["--config", "missing.yaml"], "config", []),
@@ -198,3 +207,101 @@ def test_diverging_job_completes_and_exits_zero(tmp_path, monkeypatch, capsys):
     run = json.loads((tmp_path / "out/run.json").read_text())
     assert [r["status"] for r in run["runs"]] == ["diverged"] * 2
     assert (tmp_path / "out/grid.npz").is_file() and (tmp_path / "out/history.csv").is_file()
+
+
+# --- pre-flight, lock, checkpoints, run identity (issue 11) ---------------------------------------------------------
+
+@pytest.mark.parametrize("flag,key", [("--out", "out"), ("--ckpt-dir", "ckpt_dir")])
+def test_unwritable_folder_is_one_line_before_training(tmp_path, monkeypatch, capsys, flag, key):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("")
+    args = {"--out": "out", "--ckpt-dir": "ck"} | {flag: "afile/x"}
+    rc = main(["train", *[v for kv in args.items() for v in kv], *TINY, "--epochs", "1"])
+    line = one_line(capsys.readouterr().err)
+    assert rc == 2 and line.startswith(f"error: {key}: cannot write to 'afile/x'"), line
+    assert not (tmp_path / "out").exists()  # nothing left behind
+
+
+def tiny_job(tmp_path, *extra):
+    return main(["train", "--out", str(tmp_path / "out"), "--ckpt-dir", str(tmp_path / "ck"), "--datasets", "saddle",
+                 "--epochs", "2", "--ckpt_every_s", "0", *TINY, *extra])
+
+
+@pytest.mark.parametrize("bad", ["garbage", "truncated", "partial"])
+def test_damaged_checkpoint_is_moved_aside_and_the_run_resumes(tmp_path, capsys, bad):
+    assert tiny_job(tmp_path) == 0
+    want = (tmp_path / "out/layerwise.csv").read_bytes()
+    last = tmp_path / "ck/last.pt"
+    assert (tmp_path / "ck/prev.pt").is_file()
+    if bad == "garbage":
+        last.write_bytes(os.urandom(100))
+    elif bad == "truncated":
+        last.write_bytes(last.read_bytes()[:500])
+    else:
+        torch.save({"epoch": 1}, last)
+    capsys.readouterr()
+    assert tiny_job(tmp_path) == 0
+    err = capsys.readouterr().err
+    assert f"checkpoint {last}: unreadable or partial" in err and "moved aside" in err
+    assert f"resuming from {tmp_path / 'ck/prev.pt'} at epoch 1" in err
+    assert "weights_only" not in err and "Traceback" not in err
+    assert len(list((tmp_path / "ck").glob("last.pt.bad-*"))) == 1
+    assert (tmp_path / "out/layerwise.csv").read_bytes() == want  # the same numbers as the uninterrupted run
+
+
+def test_run_json_identity_and_manifest(tmp_path):
+    from lpa_core import runs
+
+    assert tiny_job(tmp_path, "--scale", "quick", "--exp", "table1") == 0
+    info = runs.verify_run(tmp_path / "out")
+    assert (info["track"], info["scale"], info["experiment"]) == ("surfaces", "quick", "table1")
+    assert set(info["manifest"]) == {"layerwise.csv", "history.csv", "summary.csv", "grid.npz", "coeffs.csv"}
+    assert info["config_hash"] == runs.config_hash(info["config"])
+    threads = dict(info["config"], threads=8)  # an execution key: not part of what the run computes
+    assert runs.config_hash(threads) == info["config_hash"] and runs.config_changes(info["config"], threads) == []
+    assert runs.config_changes(info["config"], dict(info["config"], lr=0.02)) == ["lr 0.01 -> 0.02"]
+    assert not list((tmp_path / "out").glob(".*")) and not list((tmp_path / "ck").glob(".lock"))  # lock released
+
+
+def test_runs_verify_and_migrate_commands(tmp_path, capsys):
+    import shutil
+
+    old = tmp_path / "runs/quick/table1/resmlp/lpa"
+    shutil.copytree(ROOT / "results/runs/quick/table1/resmlp/lpa", old)
+    info = json.loads((old / "run.json").read_text())
+    if "manifest" in info:  # the committed runs are migrated already: make an older folder of this one
+        (old / "run.json").write_text(json.dumps({k: v for k, v in info.items() if k not in
+                                                  ("manifest", "track", "scale", "experiment", "config_hash")}))
+    assert main(["runs", "verify", str(tmp_path / "runs")]) == 1
+    assert "no manifest" in capsys.readouterr().err
+    assert main(["runs", "migrate", str(tmp_path / "runs")]) == 0  # scale from the path: runs/<scale>/
+    assert json.loads((old / "run.json").read_text())["scale"] == "quick"
+    assert main(["runs", "verify", str(old)]) == 0
+    (old / "summary.csv").write_text("x\n")
+    capsys.readouterr()
+    assert main(["runs", "verify", str(tmp_path / "runs")]) == 1
+    lines = [l for l in capsys.readouterr().err.splitlines() if l.startswith("error:")]
+    assert len(lines) == 1 and "summary.csv" in lines[0]
+    assert main(["runs", "migrate", str(old), "--scale", "paper"]) == 1  # damaged: migrate only verifies it
+
+
+def test_provenance_is_dirty_only_when_the_code_changes(tmp_path):
+    from lpa_core import io
+
+    git = lambda *a: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *a], cwd=tmp_path, check=True,
+                                    capture_output=True)
+    (tmp_path / "lpa_core").mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "lpa_core/a.py").write_text("x = 1\n")
+    (tmp_path / "results/t.csv").write_text("a\n1\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "c")
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    (tmp_path / "results/t.csv").write_text("a\n2\n")  # a run rewrote a tracked result file
+    assert io.git_commit(tmp_path) == (sha, None)
+    (tmp_path / "lpa_core/a.py").write_text("x = 2\n")
+    commit, diff = io.git_commit(tmp_path)
+    assert commit == sha + "-dirty" and len(diff) == 16
+    (tmp_path / "lpa_core/a.py").write_text("x = 3\n")
+    assert io.git_commit(tmp_path)[1] != diff  # the hash is of the change itself

@@ -73,7 +73,7 @@ def test_regenerate_from_cached_runs_trains_nothing(tmp_path):
     small(cfg)
     (src / "config/config.yaml").write_text(yaml.safe_dump(cfg))
     snakemake(src, "--cores", "2")
-    runs = sorted(p for p in (src / "results/runs").rglob("*") if p.is_file())
+    runs = sorted(p for p in (src / "results/runs").rglob("*") if p.is_file() and not p.name.startswith("."))  # .fresh: not committed
     assert runs and any(p.name == "grid.npz" for p in runs)
     git(src, "init", "-q")
     git(src, "add", "-A")
@@ -93,7 +93,7 @@ def test_regenerate_from_cached_runs_trains_nothing(tmp_path):
     outputs = [*sorted((clone / "results/tables/quick").glob("table1.*")),
                *sorted((clone / "results/tables/quick").glob("ancre.*")), *sorted((clone / "figures/quick").glob("fig*.png")),
                *sorted((clone / "figures/quick").glob("ancre_fig6*.png"))]  # what table1, figures, ancre_table, report write
-    cached = sorted(p for p in (clone / "results/runs").rglob("*") if p.is_file())
+    cached = sorted(p for p in (clone / "results/runs").rglob("*") if p.is_file() and not p.name.startswith("."))
     assert [p.relative_to(clone) for p in cached] == [p.relative_to(src) for p in runs]
     assert all(p.is_file() for p in outputs), [str(p) for p in outputs if not p.is_file()]
     before = {p: p.stat().st_mtime_ns for p in [*outputs, *cached]}

@@ -183,3 +183,34 @@ def test_killed_workflow_keeps_finished_runs_and_resumes_the_rest(tmp_path):
         cmd += [f"--{k}", ",".join(map(str, v)) if isinstance(v, list) else str(v)]
     subprocess.run(cmd, check=True, cwd=ROOT, env=env, capture_output=True, timeout=600)
     assert pd.read_csv(killed / "layerwise.csv").equals(pd.read_csv(ref / "layerwise.csv"))
+
+
+def test_nested_config_override_arrives_typed(tmp_path):
+    """`--config` with a nested mapping: Snakemake reads its values as text; they reach the schema and the jobs as
+    numbers (config/README.md, the quick-scale seeds and epochs example)."""
+    r = snakemake(workdir(tmp_path), "-n", "-p", "table1", "--config", "scale=quick",
+                  "scales={quick: {table1: {seeds: [0], train: {epochs: 3, lr: 0.02}}}}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    cmds = [l for l in r.stdout.splitlines() if "lpa_core train" in l]
+    assert cmds and all(" --seeds 0 " in c and " --epochs 3 " in c and " --lr 0.02 " in c for c in cmds), cmds[:1]
+    assert all(" --eval_every 2 " in c for c in cmds)  # the keys not named keep their values (merged, not replaced)
+
+
+def test_migrated_cached_runs_are_fresh_and_a_changed_recipe_is_named(tmp_path):
+    """The committed quick runs, migrated (python -m lpa_core runs migrate), stand for what the workflow asks: a dry
+    run schedules no training; a changed training key names each run it makes stale and schedules it."""
+    wd = workdir(tmp_path)
+    shutil.copytree(ROOT / "results/runs/quick", wd / "results/runs/quick")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    m = subprocess.run([sys.executable, "-m", "lpa_core", "runs", "migrate", "results/runs/quick"], cwd=wd, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert m.returncode == 0, m.stderr[-2000:]
+    r = snakemake(wd, "-n", "--config", "scale=quick")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert not re.findall(r"^train\w*\s+\d+$", r.stdout, re.M) and " is stale" not in r.stderr and " is damaged" not in r.stderr, r.stderr[-2000:]
+    assert len(list((wd / "results/runs/quick").rglob(".fresh"))) == len(list((wd / "results/runs/quick").rglob("run.json")))
+    r = snakemake(wd, "-n", "--config", "scale=quick", "scales={quick: {table1: {train: {eval_every: 4}}}}")
+    jobs = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", r.stdout, re.M)}
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    assert jobs.get("train_surfaces") == len(cfg["table1"]["paradigms"]), jobs
+    assert r.stderr.count("is stale: eval_every 2 -> 4") == len(cfg["table1"]["paradigms"])

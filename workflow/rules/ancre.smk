@@ -10,15 +10,19 @@ include: "ancre_common.smk"
 
 
 rule train_topology_vision:
+    input:
+        lambda w: fresh_check(f"{RUNS}/ancre/{w.dataset}/{w.arch}/{w.paradigm}/{w.variant}/seed{w.seed}", ancre_vision_args(w)),
     output:
         **{f: f"{RUNS}/ancre/{{dataset}}/{{arch}}/{{paradigm}}/{{variant}}/seed{{seed}}/{f}.csv"
            for f in ("layerwise", "history", "summary", "coeffs")},
         run=f"{RUNS}/ancre/{{dataset}}/{{arch}}/{{paradigm}}/{{variant}}/seed{{seed}}/run.json",
+        fresh=touch(f"{RUNS}/ancre/{{dataset}}/{{arch}}/{{paradigm}}/{{variant}}/seed{{seed}}/{FRESH}"),
     wildcard_constraints:
         dataset="[a-z0-9_]+",
         seed="[0-9]+",
     params:
         args=ancre_vision_args,
+        scale=SCALE,
         have_data=lambda w: data_check(w.dataset),
         data_dir=V_DATA,
         out=lambda w, output: os.path.dirname(output.run),
@@ -33,19 +37,22 @@ rule train_topology_vision:
     shell:
         gpu_claim("train_vision")
         + "(({params.have_data} || python -m lpa_core fetch-data --datasets {wildcards.dataset} --data-dir {params.data_dir})"
-        " && python -m lpa_core train {params.args} --threads {threads} --out {params.out} --ckpt-dir {params.ckpt}) > {log} 2>&1"
+        " && python -m lpa_core train {params.args} --scale {params.scale} --threads {threads} --out {params.out} --ckpt-dir {params.ckpt} --parent-pid $PPID) > {log} 2>&1"
 
 
 rule train_topology:
+    input:
+        lambda w: fresh_check(f"{RUNS}/ancre/{w.arch}/{w.paradigm}/{w.variant}", topology_args(w.arch, w.paradigm, w.variant)),
     output:
         layerwise=f"{RUNS}/ancre/{{arch}}/{{paradigm}}/{{variant}}/layerwise.csv",
         coeffs=f"{RUNS}/ancre/{{arch}}/{{paradigm}}/{{variant}}/coeffs.csv",
         history=f"{RUNS}/ancre/{{arch}}/{{paradigm}}/{{variant}}/history.csv",
         summary=f"{RUNS}/ancre/{{arch}}/{{paradigm}}/{{variant}}/summary.csv",
         run=f"{RUNS}/ancre/{{arch}}/{{paradigm}}/{{variant}}/run.json",
+        fresh=touch(f"{RUNS}/ancre/{{arch}}/{{paradigm}}/{{variant}}/{FRESH}"),
     params:
-        args=lambda w: train_args("ancre", w.arch, w.paradigm, label=f"ancre_{w.variant}", **TOPOLOGY_VARIANTS[w.variant])
-        + (" --device cuda" if rule_gpus("train_topology") and "device" not in ANCRE.get("train", {}) else ""),
+        args=lambda w: topology_args(w.arch, w.paradigm, w.variant),
+        scale=SCALE,
         out=lambda w, output: os.path.dirname(output.layerwise),
         ckpt=lambda w: f"checkpoints/{SCALE}/ancre/{w.arch}/{w.paradigm}/{w.variant}",
     log:
@@ -57,12 +64,13 @@ rule train_topology:
         "../../environment.yml"
     shell:
         gpu_claim("train_topology")
-        + "python -m lpa_core train {params.args} --threads {threads} --out {params.out} --ckpt-dir {params.ckpt} > {log} 2>&1"
+        + "python -m lpa_core train {params.args} --scale {params.scale} --threads {threads} --out {params.out} --ckpt-dir {params.ckpt} --parent-pid $PPID > {log} 2>&1"
 
 
 rule ancre_table:
     input:
         stamp=REGEN,
+        fresh=fresh_markers(ANCRE_DIRS),
         layerwise=[f"{d}/layerwise.csv" for d in ANCRE_DIRS],
         coeffs=[f"{d}/coeffs.csv" for d in ANCRE_LEARNED],
         run=[f"{d}/run.json" for d in ANCRE_DIRS],

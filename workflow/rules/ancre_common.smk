@@ -23,8 +23,6 @@ ANCRE_VISION_RUNS = [(ancre_vision_dir(d, a, p, v, s), v) for d in AV.get("datas
 ANCRE_LEARNED = [f"{RUNS}/ancre/{ANCRE['arch']}/{p}/{v}" for p, vs in ANCRE["runs"].items() for v in vs if v.startswith("ancre")]
 ANCRE_LEARNED += [d for d, v in ANCRE_VISION_RUNS if v.startswith("ancre")]  # the heatmap's panels
 ANCRE_DIRS += [d for d, _ in ANCRE_VISION_RUNS]
-ANCRE_DIRS = cached("ancre", ANCRE_DIRS, partial=True)  # regenerating: the cached rows (rows stand alone)
-ANCRE_LEARNED = [d for d in ANCRE_LEARNED if d in ANCRE_DIRS]
 
 
 def ancre_vision_args(w):
@@ -32,3 +30,7 @@ def ancre_vision_args(w):
     keys = {**AV_TRAIN, **TOPOLOGY_VARIANTS[w.variant]}
     run = SimpleNamespace(vexp=f"ancre_{w.variant}", dataset=w.dataset, arch=w.arch, setting=w.paradigm, seed=w.seed)
     return vision_args(run) + "".join(f" --{k} {v}" for k, v in keys.items())
+
+
+ANCRE_DIRS = cached("ancre", ANCRE_DIRS, partial=True)  # regenerating: the cached rows (rows stand alone)
+ANCRE_LEARNED = [d for d in ANCRE_LEARNED if d in ANCRE_DIRS]

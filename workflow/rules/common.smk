@@ -1,9 +1,43 @@
-# Config loading and validation, wildcard constraints and input functions shared by every rule.
+# Config loading and validation, wildcard constraints and input functions shared by every rule, and which cached
+# run folders stand for the runs this config asks for (check_run: fresh, missing, stale or damaged).
 import os
+import shlex
 import sys
+from types import SimpleNamespace
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from lpa_core import runs as _runs
+from lpa_core.config import TrainConfig
+
+
+def _typed(v):
+    """A --config value with its type: Snakemake reads a nested value (`--config 'table1={seeds: [0]}'`) as
+    strings all the way down; numbers and booleans are read back here, before validation."""
+    if isinstance(v, dict):
+        return {k: _typed(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_typed(x) for x in v]
+    if not isinstance(v, str):
+        return v
+    for kind in (int, float):
+        try:
+            return kind(v)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "null": None, "~": None}.get(v.lower(), v)
+
+
+def _retype(cfg, over):
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(cfg.get(k), dict):
+            _retype(cfg[k], v)
+        else:
+            cfg[k] = _typed(v)
+
+
+_retype(config, workflow.config_settings.overwrite_config)
 validate(config, workflow.source_path("../schemas/config.schema.yaml"))
 
 SCALE = config["scale"]
@@ -48,6 +82,18 @@ def run_dir(exp, arch, paradigm):
     return f"{RUNS}/{exp}/{arch}/{paradigm}"
 
 
+def surface_args(arch, paradigm):
+    """Options of a Table 1 job (rule train_surfaces)."""
+    return train_args("table1", arch, paradigm) + (
+        " --device cuda" if rule_gpus("train_surfaces") and "device" not in config["table1"]["train"] else "")
+
+
+def topology_args(arch, paradigm, variant):
+    """Options of an ANCRé surface job (rule train_topology)."""
+    return train_args("ancre", arch, paradigm, label=f"ancre_{variant}", **TOPOLOGY_VARIANTS[variant]) + (
+        " --device cuda" if rule_gpus("train_topology") and "device" not in config["ancre"].get("train", {}) else "")
+
+
 # ANCRé topology variants: the name used in paths and tables -> lpa_core train keys (lpa_core/topology.py)
 TOPOLOGY_VARIANTS = {
     "cascade": {"topology": "cascade"},
@@ -64,19 +110,100 @@ def _outputs_of(name):
     return list(getattr(rules, name).output) if workflow.is_rule(name) else []
 
 
+# Cached runs. A run folder stands for the run the workflow asks of it only when its run.json verifies (every file
+# matches the manifest: lpa_core.runs.verify_run) and records the config the training rule would pass now (same
+# options, read by the same parser as `lpa_core train`; runs.check_run). Cached runs carry no Snakemake metadata,
+# so Snakemake cannot see this by itself: every training rule has one more output, FRESH, an empty marker that
+# exists exactly when the folder is fresh. At parse time (run_state) the marker of a stale or damaged folder is
+# removed (the folder is named on stderr), so its training job has a missing output and `snakemake` re-trains it,
+# and a dry run says so; the marker of a fresh folder that lacks one (a fresh clone, a migrated run) is made.
+# Snakemake 9 does not re-run a job whose outputs are up to date for a missing input that another rule makes
+# (the marker), so a stale or damaged run also touches REGEN, the stamp every aggregation takes; those rules
+# run again, and with them the training jobs whose marker is missing.
+# Nothing else is touched: put the config back and the marker comes back. Under cached_only (profiles/regenerate,
+# which never trains) a stale, damaged or missing run is left out instead, named with its reason.
+FRESH = ".fresh"
+_STATE = {}
+
+
+def args_of(d):
+    """The `lpa_core train` options of run folder d, from its path, by the function its training rule uses."""
+    parts = os.path.relpath(d, RUNS).split("/")
+    w = lambda **kw: SimpleNamespace(**kw, seed=parts[-1][len("seed"):])
+    if parts[0] == "table1" and len(parts) == 3:
+        return surface_args(parts[1], parts[2])
+    if parts[0] == "ancre" and len(parts) == 4:
+        return topology_args(*parts[1:])
+    if parts[0] == "ancre" and len(parts) == 6:
+        return ancre_vision_args(w(dataset=parts[1], arch=parts[2], paradigm=parts[3], variant=parts[4]))
+    if parts[0] == "lm" and len(parts) == 5:
+        return lm_args(w(arch=parts[1], paradigm=parts[2], variant=parts[3]))
+    if len(parts) == 5:
+        return vision_args(w(vexp=parts[0], dataset=parts[1], arch=parts[2], setting=parts[3]))
+    raise ValueError(f"{d}: not a run folder of this workflow")
+
+
+def run_state(d, args=None):
+    """None when run folder d is fresh, else why not ('missing', 'stale: ...', 'damaged: ...'); keeps d/FRESH in
+    step (see above; only the main Snakemake process touches it, not a cluster job re-reading the workflow)."""
+    if d not in _STATE:
+        asked = TrainConfig.resolved(TrainConfig.parse_options(shlex.split(args or args_of(d))))
+        why = _STATE[d] = _runs.check_run(d, asked, SCALE)
+        marker = os.path.join(d, FRESH)
+        if workflow.is_main_process and why is None and not os.path.exists(marker):
+            open(marker, "a").close()
+            stamp = os.stat(os.path.join(d, _runs.RUN_JSON)).st_mtime_ns
+            os.utime(marker, ns=(stamp, stamp))  # as old as the run, so it makes nothing downstream look newer
+        elif workflow.is_main_process and why is not None and os.path.exists(marker):
+            os.remove(marker)
+        left = why == "missing" and os.path.isdir(d)  # a run begun or deleted in part, not one never started
+        if why is not None and (why != "missing" or left) and not CACHED_ONLY:
+            print(f"run {d} is {why}; it is trained again", file=sys.stderr)
+            if workflow.is_main_process:  # see above: the rules reading runs must run for Snakemake to see FRESH missing
+                os.makedirs(os.path.dirname(REGEN), exist_ok=True)
+                open(REGEN, "a").close()
+                os.utime(REGEN)
+    return _STATE[d]
+
+
+def fresh_markers(dirs):
+    """The FRESH markers of run folders: every rule that reads runs takes them among its inputs (`fresh=`), so a
+    stale or damaged run is a missing input, and its training job runs first."""
+    return [os.path.join(d, FRESH) for d in dirs]
+
+
+def fresh_check(d, args):
+    """Input function of a training rule: checks its run folder (run_state), needs no input file. Under cached_only
+    (profiles/regenerate) a training job is an error that names the run: regenerating never trains."""
+    why = run_state(d, args)
+    if CACHED_ONLY and why:
+        raise WorkflowError(f"cached_only: run {d} is {why}; profiles/regenerate never trains (drop the target that "
+                            f"needs it, or train it with plain snakemake)")
+    return []
+
+
 def cached(track, dirs, partial=False):
-    """The run folders of `track` that take part in `all` and the report: all of `dirs`, unless cached_only is set
-    (profiles/regenerate sets it), so that regenerating never schedules training. Then a track takes part only
-    when every run folder already holds run.json, or, with partial=True (a table whose rows stand alone, as the
-    ANCRé table's), with the folders that do. A track or run left out says so on stderr; the report marks the
-    claims it would decide 'not yet run'."""
+    """The run folders of `track` that take part in `all` and the report: all of `dirs` (each checked, run_state:
+    a stale or damaged one is re-trained), unless cached_only is set (profiles/regenerate sets it), so that
+    regenerating never schedules training. Then a track takes part only when every run folder is fresh, or, with
+    partial=True (a table whose rows stand alone, as the ANCRé table's), with the folders that are. Every stale or
+    damaged run left out is named on stderr with its reason, missing ones counted; the report marks the claims it
+    would decide 'not yet run'."""
+    states = {d: run_state(d) for d in dirs}
     if not CACHED_ONLY:
         return list(dirs)
-    have = [d for d in dirs if os.path.exists(f"{d}/run.json")]
+    have = [d for d in dirs if states[d] is None]
     if len(have) < len(dirs):
-        what = "its uncached runs" if partial and have else "the track"
-        print(f"cached_only: {track}: {len(dirs) - len(have)} of {len(dirs)} runs are not in {RUNS} "
-              f"(e.g. {sorted(set(dirs) - set(have))[0]}); left out: {what}", file=sys.stderr)
+        what = "its other runs" if partial and have else "the track"
+        missing = [d for d in dirs if states[d] == "missing"]
+        for d in dirs:
+            if states[d] not in (None, "missing"):
+                print(f"cached_only: {track}: left out {d}: {states[d]}", file=sys.stderr)
+        if missing:
+            print(f"cached_only: {track}: {len(missing)} of {len(dirs)} runs are not in {RUNS} "
+                  f"(e.g. {sorted(missing)[0]}); left out", file=sys.stderr)
+        print(f"cached_only: {track}: {len(dirs) - len(have)} of {len(dirs)} runs left out; left out: {what}",
+              file=sys.stderr)
     return have if partial or len(have) == len(dirs) else []
 
 

@@ -12,12 +12,16 @@ include: "lm_common.smk"
 
 
 rule train_lm:
+    input:
+        lambda w: fresh_check(f"{RUNS}/lm/{w.arch}/{w.paradigm}/{w.variant}/seed{w.seed}", lm_args(w)),
     output:
         **{f: f"{RUNS}/lm/{{arch}}/{{paradigm}}/{{variant}}/seed{{seed}}/{f}.csv" for f in ["layerwise", "history", "summary", "coeffs"]},
         samples=f"{RUNS}/lm/{{arch}}/{{paradigm}}/{{variant}}/seed{{seed}}/samples.txt",
         run=f"{RUNS}/lm/{{arch}}/{{paradigm}}/{{variant}}/seed{{seed}}/run.json",
+        fresh=touch(f"{RUNS}/lm/{{arch}}/{{paradigm}}/{{variant}}/seed{{seed}}/{FRESH}"),
     params:
         args=lm_args,
+        scale=SCALE,
         out=lambda w, output: os.path.dirname(output.run),
         ckpt=lambda w: f"checkpoints/{SCALE}/lm/{w.arch}/{w.paradigm}/{w.variant}/seed{w.seed}",
     log:
@@ -29,12 +33,13 @@ rule train_lm:
         "../../environment.yml"
     shell:
         gpu_claim("train_lm")
-        + "python -m lpa_core train {params.args} --threads {threads} --out {params.out} --ckpt-dir {params.ckpt} > {log} 2>&1"
+        + "python -m lpa_core train {params.args} --scale {params.scale} --threads {threads} --out {params.out} --ckpt-dir {params.ckpt} --parent-pid $PPID > {log} 2>&1"
 
 
 rule table5:
     input:
         stamp=REGEN,
+        fresh=fresh_markers(LM_DIRS),
         run=[f"{d}/run.json" for d in LM_DIRS],
         layerwise=[f"{d}/layerwise.csv" for d in LM_DIRS],
         samples=[f"{d}/samples.txt" for d in LM_DIRS],
@@ -58,6 +63,7 @@ rule table5:
 rule lm_figures:
     input:
         stamp=REGEN,
+        fresh=fresh_markers(LM_DIRS),
         run=[f"{d}/run.json" for d in LM_DIRS],
         layerwise=[f"{d}/layerwise.csv" for d in LM_DIRS],
         history=[f"{d}/history.csv" for d in LM_DIRS],

@@ -31,6 +31,7 @@ rule regenerate_stamp:  # forced by profiles/regenerate: every aggregation rule 
 rule report:
     input:
         stamp=REGEN,
+        fresh=fresh_markers(REPORT_RUNS),
         tables=[f for f in REPORT_OUT if f.endswith((".csv", ".json"))],
         figures=[f for f in REPORT_OUT if f.endswith(".png")],
         runs=[f"{d}/run.json" for d in REPORT_RUNS],

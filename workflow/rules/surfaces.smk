@@ -3,15 +3,18 @@
 
 
 rule train_surfaces:
+    input:
+        lambda w: fresh_check(run_dir("table1", w.arch, w.paradigm), surface_args(w.arch, w.paradigm)),
     output:
         layerwise=f"{RUNS}/table1/{{arch}}/{{paradigm}}/layerwise.csv",
         history=f"{RUNS}/table1/{{arch}}/{{paradigm}}/history.csv",
         summary=f"{RUNS}/table1/{{arch}}/{{paradigm}}/summary.csv",
         grid=f"{RUNS}/table1/{{arch}}/{{paradigm}}/grid.npz",
         run=f"{RUNS}/table1/{{arch}}/{{paradigm}}/run.json",
+        fresh=touch(f"{RUNS}/table1/{{arch}}/{{paradigm}}/{FRESH}"),
     params:
-        args=lambda w: train_args("table1", w.arch, w.paradigm)
-        + (" --device cuda" if rule_gpus("train_surfaces") and "device" not in config["table1"]["train"] else ""),
+        args=lambda w: surface_args(w.arch, w.paradigm),
+        scale=SCALE,
         out=lambda w, output: os.path.dirname(output.layerwise),
         ckpt=lambda w: f"checkpoints/{SCALE}/table1/{w.arch}/{w.paradigm}",
     log:
@@ -23,7 +26,7 @@ rule train_surfaces:
         "../../environment.yml"
     shell:
         gpu_claim("train_surfaces")
-        + "python -m lpa_core train {params.args} --threads {threads} --out {params.out} --ckpt-dir {params.ckpt} > {log} 2>&1"
+        + "python -m lpa_core train {params.args} --scale {params.scale} --threads {threads} --out {params.out} --ckpt-dir {params.ckpt} --parent-pid $PPID > {log} 2>&1"
 
 
 SURF_DIRS = [run_dir("table1", SURF["arch"], p) for p in SURF["paradigms"]]
@@ -32,6 +35,7 @@ SURF_DIRS = [run_dir("table1", SURF["arch"], p) for p in SURF["paradigms"]]
 rule table1:
     input:
         stamp=REGEN,
+        fresh=fresh_markers(SURF_DIRS),
         layerwise=[f"{d}/layerwise.csv" for d in SURF_DIRS],
         summary=[f"{d}/summary.csv" for d in SURF_DIRS],
         paper=config["paper_results"],
@@ -51,6 +55,7 @@ rule table1:
 rule figures:
     input:
         stamp=REGEN,
+        fresh=fresh_markers(SURF_DIRS),
         grids=[f"{d}/grid.npz" for d in SURF_DIRS],
         layerwise=[f"{d}/layerwise.csv" for d in SURF_DIRS],
     output:

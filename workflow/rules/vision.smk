@@ -27,12 +27,16 @@ wildcard_constraints:
 
 
 rule train_vision:
+    input:
+        lambda w: fresh_check(f"{RUNS}/{w.vexp}/{w.dataset}/{w.arch}/{w.setting}/seed{w.seed}", vision_args(w)),
     output:
         **{f: f"{RUNS}/{{vexp}}/{{dataset}}/{{arch}}/{{setting}}/seed{{seed}}/{f}.csv" for f in _RUN_FILES},
         embeddings=f"{RUNS}/{{vexp}}/{{dataset}}/{{arch}}/{{setting}}/seed{{seed}}/embeddings.npz",
         run=f"{RUNS}/{{vexp}}/{{dataset}}/{{arch}}/{{setting}}/seed{{seed}}/run.json",
+        fresh=touch(f"{RUNS}/{{vexp}}/{{dataset}}/{{arch}}/{{setting}}/seed{{seed}}/{FRESH}"),
     params:
         args=vision_args,
+        scale=SCALE,
         have_data=lambda w: data_check(w.dataset),
         data_dir=V_DATA,
         out=lambda w, output: os.path.dirname(output.run),
@@ -47,7 +51,7 @@ rule train_vision:
     shell:
         gpu_claim("train_vision")
         + "(({params.have_data} || python -m lpa_core fetch-data --datasets {wildcards.dataset} --data-dir {params.data_dir})"
-        " && python -m lpa_core train {params.args} --threads {threads} --out {params.out} --ckpt-dir {params.ckpt}) > {log} 2>&1"
+        " && python -m lpa_core train {params.args} --scale {params.scale} --threads {threads} --out {params.out} --ckpt-dir {params.ckpt} --parent-pid $PPID) > {log} 2>&1"
 
 
 rule fetch_data:  # not part of `all`: `snakemake fetch_data --cores 1` downloads the configured datasets now
@@ -67,6 +71,7 @@ rule fetch_data:  # not part of `all`: `snakemake fetch_data --cores 1` download
 rule table2:
     input:
         stamp=REGEN,
+        fresh=fresh_markers(T2_DIRS),
         run=[f"{d}/run.json" for d in T2_DIRS],
         layerwise=[f"{d}/layerwise.csv" for d in T2_DIRS],
         summary=[f"{d}/summary.csv" for d in T2_DIRS],
@@ -88,6 +93,7 @@ rule table2:
 rule table3:
     input:
         stamp=REGEN,
+        fresh=fresh_markers(T3_DIRS),
         run=[f"{d}/run.json" for d in T3_DIRS],
         layerwise=[f"{d}/layerwise.csv" for d in T3_DIRS],
         summary=[f"{d}/summary.csv" for d in T3_DIRS],
@@ -109,6 +115,7 @@ rule table3:
 rule sec54:
     input:
         stamp=REGEN,
+        fresh=fresh_markers(SEC54_DIRS),
         run=[f"{d}/run.json" for d in SEC54_DIRS],
         layerwise=[f"{d}/layerwise.csv" for d in SEC54_DIRS],
         summary=[f"{d}/summary.csv" for d in SEC54_DIRS],
@@ -130,6 +137,7 @@ rule sec54:
 rule inference:
     input:
         stamp=REGEN,
+        fresh=fresh_markers(T2_DIRS),
         run=[f"{d}/run.json" for d in T2_DIRS],
         layerwise=[f"{d}/layerwise.csv" for d in T2_DIRS],
         inference=[f"{d}/inference.csv" for d in T2_DIRS],
@@ -151,6 +159,7 @@ rule inference:
 rule vision_figures:
     input:
         stamp=REGEN,
+        fresh=fresh_markers(T2_DIRS + FIG10_DIRS),
         run=[f"{d}/run.json" for d in T2_DIRS],
         layerwise=[f"{d}/layerwise.csv" for d in T2_DIRS],
         history=[f"{d}/history.csv" for d in T2_DIRS + FIG10_DIRS],
@@ -184,6 +193,7 @@ if IMAGENET:
     rule table4:
         input:
             stamp=REGEN,
+            fresh=fresh_markers(T4_DIRS),
             run=[f"{d}/run.json" for d in T4_DIRS],
             layerwise=[f"{d}/layerwise.csv" for d in T4_DIRS],
             summary=[f"{d}/summary.csv" for d in T4_DIRS],
