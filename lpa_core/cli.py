@@ -58,9 +58,9 @@ def main(argv=None):
     t.add_argument("--out", required=True, help="folder for layerwise.csv, history.csv, summary.csv, grid.npz, run.json")
     t.add_argument("--config", help="YAML file of TrainConfig keys (options given on the command line win)")
     t.add_argument("--ckpt-dir", help="checkpoint folder (default checkpoints/<out>)")
-    from lpa_core import html_report, linear_case, lm_report, report, vision_report
+    from lpa_core import fetch, linear_case, report
 
-    for module in (report, linear_case, vision_report, lm_report, html_report):  # each adds its own subcommands
+    for module in (report, linear_case, fetch):  # each adds its own subcommands
         module.add_commands(sub)
     args, rest = p.parse_known_args(argv)
     try:

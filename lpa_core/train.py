@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from lpa_core import io
+from lpa_core import io, runs
 from lpa_core.optim import cosine_lr
 from lpa_core.paradigms import get_paradigm
 from lpa_core.surfaces import KEYS, SurfaceTask, run_keys
@@ -124,10 +124,10 @@ def write_outputs(ctx, out, history, diverged_at, start, wall):
     ctx.write_outputs(out, history, status, diverged_at, wall)
     prov = io.provenance(cfg.device)
     prov["versions"].update(getattr(ctx, "versions", {}))  # the libraries a task builds on (vision: torchvision, timm)
-    io.write_json(out / "run.json", {"config": cfg.to_dict(), **prov, "start": start, "end": io.now(),
-                                     "wall_s": round(wall, 3), "runs": [dict(zip(["dataset", "seed"], k), status=s)
-                                                                         for k, s in zip(cfg.runs, status)]})
     if hasattr(ctx.model, "topology"):  # surfaces; the vision stacks keep their library's shortcuts
         io.write_csv(out / "coeffs.csv", KEYS + ["topology", "j", "i", "p"],  # shortcut coefficients (NaN: diverged run)
                      [run_keys(cfg, r) + [cfg.topology, j, i, float("nan") if ctx.bad[r] else p] for r, j, i, p in coefficients(ctx.model)])
+    runs.finish_run(out, {"config": cfg.to_dict(), **prov, "start": start, "end": io.now(), "wall_s": round(wall, 3),
+                          "runs": [dict(zip(["dataset", "seed"], k), status=s) for k, s in zip(cfg.runs, status)]},
+                    cfg.task, "adhoc", cfg.exp)  # run.json last: identity and the manifest of the files above
     return status
