@@ -240,7 +240,8 @@ def vision(kind):
         keys = ["dataset", "arch", "paradigm", "metric"]
         if kind == "table4":
             obs = lw[lw.metric == "test_acc_pct"].assign(dataset=lambda d: [f"imagenet1k, depth {k}" for k in d.depth])
-            tab = with_paper(aggregate(in_order(obs)[keys + ["value", "ok"]], keys), paper(paper_csv, LPA, "table4"), amap)
+            p = paper(paper_csv, LPA, "table4")
+            tab = with_paper(aggregate(in_order(obs)[keys + ["value", "ok"]], keys), p.assign(dataset="imagenet1k, depth " + p.depth), amap)
         else:
             obs = [lw[lw.depth == lw.groupby(["dataset", "arch", "paradigm", "seed"]).depth.transform("max")]]
             extra = {"table3": {"effective_layers": "effective_depth", "model_reduction_pct": "reduction_pct"},
