@@ -27,9 +27,11 @@ class Run:
 
     @property
     def topology(self):
-        """The topology variant (workflow/rules/common.smk TOPOLOGY_VARIANTS) from the resolved config."""
+        """The topology variant (workflow/rules/common.smk TOPOLOGY_VARIANTS) from the resolved config: _add where
+        the mix is wired on top of the block's shortcut (the ANCRé authors' code), not instead of it."""
         topo, norm = self.cfg.get("topology", "cascade"), self.cfg.get("normalisation", "ingoing")
-        return topo if topo != "ancre" or norm == "ingoing" else f"ancre_{norm}"
+        base = topo if topo != "ancre" or norm == "ingoing" else f"ancre_{norm}"
+        return base + ("_add" if self.cfg.get("wiring") == "add" and topo != "cascade" else "")
 
 
 def run_dirs(paths):
