@@ -298,23 +298,16 @@ def cascade_not_optimal(ctx):
     return (NOT_REPRODUCED, "Fails: " + "; ".join(bad) + "." + ev) if bad else (REPRODUCED, "All three hold." + ev)
 
 
-def exp_gap_02_01(ctx):
-    r01, r02 = need(ancre_rows(ctx), ("b", 3, "0:1"), ("b", 3, "0:2"))
-    ok = r02.shape == "linear" and r01.shape == "sublinear"
-    ev = table_html(SHAPE_HEAD, [shape_row(r01), shape_row(r02)])
-    return (REPRODUCED if ok else NOT_REPRODUCED), f"0:2 {r02.shape}, 0:1 {r01.shape}." + ev
-
-
-def inv_t2_01(ctx):
-    (r01,) = need(ancre_rows(ctx), ("b", 3, "0:1"))
-    ok = r01.shape == "sublinear" and r01.loglog_slope >= -2.5
-    return (REPRODUCED if ok else NOT_REPRODUCED), f"0:1 is {r01.shape}, log-log slope {fmt(r01.loglog_slope, 3)}." + \
-        table_html(SHAPE_HEAD, [shape_row(r01)])
-
-
-def linear_03(ctx):
-    (r,) = need(ancre_rows(ctx), ("c", 4, "0:3"))
-    return (REPRODUCED if r.shape == "linear" else NOT_REPRODUCED), f"0:3 is {r.shape}." + table_html(SHAPE_HEAD, [shape_row(r)])
+def shapes(*want, extra=None):
+    """Shared check: each ((panel, K, topology), shape) of ancre_case_summary.csv has that convergence shape, and
+    `extra` (a test of the rows) holds."""
+    def check(ctx):
+        rows = need(ancre_rows(ctx), *[k for k, _ in want])
+        ok = all(r.shape == shape for r, (_, shape) in zip(rows, want)) and (extra is None or extra(*rows))
+        said = ", ".join(f"{r.topology} is {r.shape} (log-log slope {fmt(r.loglog_slope, 3)})" if extra else
+                         f"{r.topology} is {r.shape}" for r in rows)
+        return (REPRODUCED if ok else NOT_REPRODUCED), said + "." + table_html(SHAPE_HEAD, [shape_row(r) for r in rows])
+    return check
 
 
 def pairs_not_always(ctx):
@@ -328,11 +321,6 @@ def pairs_not_always(ctx):
     ev = table_html(SHAPE_HEAD, [shape_row(r03)] + [shape_row(r) for r in pairs])
     return (REPRODUCED if ok else NOT_REPRODUCED), (f"0:3 {r03.shape}; {len(slow)} of {len(pairs)} pairs converge "
                                                     "sublinearly or stall." + ev)
-
-
-def fast_12_23(ctx):
-    (r,) = need(ancre_rows(ctx), ("c", 4, "1:2+2:3"))
-    return (REPRODUCED if r.shape == "linear" else NOT_REPRODUCED), f"1:2+2:3 is {r.shape}." + table_html(SHAPE_HEAD, [shape_row(r)])
 
 
 def ancre_on_par(ctx):
@@ -488,17 +476,18 @@ CLAIMS = [
     Claim(ANCRE, "Fig. 2b, Thm 3.2, 3.3", "0:2 converges exponentially faster than 0:1 in a 3-layer LNN.",
           "Convergence shape, majority over seeds (ancre_case_summary.csv: the straighter of the ln loss vs "
           "iteration and ln loss vs ln iteration fits over the last half): 0:2 linear and 0:1 sublinear.",
-          exp_gap_02_01),
+          shapes((("b", 3, "0:1"), "sublinear"), (("b", 3, "0:2"), "linear"))),
     Claim(ANCRE, "Thm 3.2", "With the 0:1 shortcut the loss cannot decay faster than sublinearly (Ω(1/t²)).",
-          "0:1 sublinear with a log-log tail slope of at least −2.5 (1/t² is −2).", inv_t2_01),
+          "0:1 sublinear with a log-log tail slope of at least −2.5 (1/t² is −2).",
+          shapes((("b", 3, "0:1"), "sublinear"), extra=lambda r: r.loglog_slope >= -2.5)),
     Claim(ANCRE, "Sec. 3.2, Fig. 2c", "The 0:(K−1) shortcut guarantees linear convergence: 0:3 in a 4-layer LNN.",
-          "0:3 (panel c) linear.", linear_03),
+          "0:3 (panel c) linear.", shapes((("c", 4, "0:3"), "linear"))),
     Claim(ANCRE, "Fig. 2c", "In a 4-layer LNN two shortcuts do not necessarily beat the single 0:3 unless they are "
                             "placed well.",
           "0:3 linear and at least one of the pairs run not linear (sublinear, transient or a plateau).",
           pairs_not_always),
     Claim(ANCRE, "Sec. 4", "1:2+2:3 is a fast topology for a 4-layer LNN (as 0:2 is for 3 layers).",
-          "1:2+2:3 (panel c) linear.", fast_12_23),
+          "1:2+2:3 (panel c) linear.", shapes((("c", 4, "1:2+2:3"), "linear"))),
     Claim(ANCRE, "Sec. 4.2, Fig. 2b, 2c", "ANCRé learns a topology whose convergence is linear, on par with the "
                                           "optimal case.",
           "ANCRé linear at K = 3 and K = 4, with a fitted rate at least half that of the paper's optimum (0:2 at "

@@ -94,54 +94,41 @@ class Ctx:
 
 # ----------------------------------------------------------------------------- provenance
 def provenance(ctx, spec):
-    """{summary: one html line, detail: html table, scales: set} for the numbers of one table."""
+    """{summary: one html line, detail: html table, scales, tag} of the runs (or the JSON sidecar) behind a table."""
+    unknown = dict(summary="<i>provenance unknown: no {} among the {}</i>", detail="", scales=set(), tag="provenance unknown")
     if spec.sidecar:
-        meta = ctx.json(spec.sidecar)
-        if not meta:
-            return dict(summary=f"<i>no {esc(spec.sidecar)} among the tables: provenance unknown</i>", detail="",
-                        scales=set(), tag="provenance unknown")
-        v = meta.get("versions", {})
-        items = [("scale", meta.get("scale", "?")), ("seeds", ", ".join(map(str, meta.get("seeds", [])))),
-                 ("git commit", meta.get("git_commit", "?")), ("hardware", meta.get("hardware", "?")),
-                 ("host", meta.get("host", "?")), ("date", meta.get("date", "?")), ("wall", f"{meta.get('wall_s', '?')} s"),
-                 ("versions", ", ".join(f"{k} {x}" for k, x in v.items())), ("command", meta.get("command", "?"))]
-        case = meta.get("case")
-        if case:
-            items.append(("settings", ", ".join(f"{k}={x}" for k, x in case.items())))
+        m = ctx.json(spec.sidecar)
+        if not m:
+            return {**unknown, "summary": unknown["summary"].format(esc(spec.sidecar), "tables")}
+        items = [("scale", m.get("scale", "?")), ("seeds", ", ".join(map(str, m.get("seeds", [])))),
+                 ("git commit", m.get("git_commit", "?")), ("hardware", m.get("hardware", "?")), ("host", m.get("host", "?")),
+                 ("date", m.get("date", "?")), ("wall", f"{m.get('wall_s', '?')} s"),
+                 ("versions", ", ".join(f"{k} {x}" for k, x in m.get("versions", {}).items())), ("command", m.get("command", "?")),
+                 *([("settings", ", ".join(f"{k}={x}" for k, x in m["case"].items()))] if m.get("case") else [])]
         return dict(summary=prov_line(items[:7]), detail=table_html(["key", "value"], [(esc(k), esc(x)) for k, x in items]),
-                    scales={meta.get("scale", "?")},
-                    tag=f"scale {meta.get('scale', '?')}, seeds {', '.join(map(str, meta.get('seeds', [])))}, "
-                        f"commit {str(meta.get('git_commit', '?'))[:12]}")
+                    scales={m.get("scale", "?")}, tag=f"scale {items[0][1]}, seeds {items[1][1]}, commit {str(items[2][1])[:12]}")
     runs = ctx.runs_of(spec.exp) if spec.exp else []
     if not runs:
-        return dict(summary=f"<i>no run.json of experiment '{esc(spec.exp)}' among the runs: provenance unknown</i>",
-                    detail="", scales=set(), tag="provenance unknown")
-    cfgs = [r.cfg for r in runs]
-    uniq = lambda xs: sorted({str(x) for x in xs})
-    seeds = uniq(s for c in cfgs for s in c.get("seeds", []))
+        return {**unknown, "summary": unknown["summary"].format(f"run.json of experiment '{esc(spec.exp)}'", "runs")}
+    uniq = lambda key, sep=", ", short=str: sep.join(sorted({short(r.info[key]) for r in runs}))
+    seeds = ", ".join(sorted({str(s) for r in runs for s in r.cfg["seeds"]}))
+    status = [x["status"] for r in runs for x in r.info["runs"]]
     scales = {r.scale for r in runs}
-    starts, ends = [r.info.get("start", "") for r in runs], [r.info.get("end", "") for r in runs]
-    status = [x.get("status") for r in runs for x in r.info.get("runs", [])]
-    items = [("scale", ", ".join(sorted(scales))), ("seeds", ", ".join(seeds)),
-             ("git commit", ", ".join(uniq(r.info.get("git_commit") for r in runs))),
-             ("hardware", "; ".join(uniq(r.info.get("hardware") for r in runs))),
-             ("host", ", ".join(uniq(r.info.get("host") for r in runs))),
-             ("dates", f"{min(starts)} .. {max(ends)}"),
+    items = [("scale", ", ".join(sorted(scales))), ("seeds", seeds), ("git commit", uniq("git_commit")),
+             ("hardware", uniq("hardware", "; ")), ("host", uniq("host")),
+             ("dates", f"{min(r.info['start'] for r in runs)} .. {max(r.info['end'] for r in runs)}"),
              ("runs", f"{len(status)} ({status.count('ok')} ok, {status.count('diverged')} diverged) in {len(runs)} jobs"),
-             ("versions", "; ".join(uniq(", ".join(f"{k} {x}" for k, x in r.info.get("versions", {}).items()) for r in runs))),
-             ("epochs", ", ".join(uniq(c.get("epochs") for c in cfgs)))]
-    rows = [(esc(r.paradigm), esc(r.scale), esc(",".join(map(str, r.cfg.get("datasets", [])))),
-             esc(",".join(map(str, r.cfg.get("seeds", [])))), esc(r.cfg.get("epochs", "?")),
-             esc(str(r.info.get("git_commit", "?"))[:12] + ("-dirty" if str(r.info.get("git_commit", "")).endswith("-dirty") else "")),
-             esc(r.info.get("hardware", "?")), esc(r.info.get("start", "?")), esc(r.info.get("end", "?")),
-             esc(r.info.get("wall_s", "?")), esc(", ".join(f"{s}: {[x.get('status') for x in r.info.get('runs', [])].count(s)}"
-                                                           for s in dict.fromkeys(x.get("status") for x in r.info.get("runs", [])))),
-             esc(r.dir)) for r in runs]
+             ("versions", uniq("versions", "; ", lambda v: ", ".join(f"{k} {x}" for k, x in v.items()))),
+             ("epochs", ", ".join(sorted({str(r.cfg["epochs"]) for r in runs})))]
+    rows = [[esc(x) for x in (r.paradigm, r.scale, ",".join(map(str, r.cfg["datasets"])), ",".join(map(str, r.cfg["seeds"])),
+                              r.cfg["epochs"], r.info["git_commit"][:12] + ("-dirty" if r.info["git_commit"].endswith("-dirty") else ""),
+                              r.info["hardware"], r.info["start"], r.info["end"], r.info.get("wall_s", "?"),
+                              ", ".join(f"{s}: {n}" for s, n in pd.Series([x["status"] for x in r.info["runs"]]).value_counts(sort=False).items()),
+                              r.dir)] for r in runs]
     detail = table_html(["paradigm", "scale", "datasets", "seeds", "epochs", "commit", "hardware", "start", "end", "wall s",
                          "status", "folder"], rows)
-    commits = uniq(str(r.info.get("git_commit", "?"))[:12] for r in runs)
     return dict(summary=prov_line(items), detail=detail, scales=scales,
-                tag=f"scale {', '.join(sorted(scales))}, seeds {', '.join(seeds)}, commit {', '.join(commits)}")
+                tag=f"scale {items[0][1]}, seeds {seeds}, commit {uniq('git_commit', short=lambda c: c[:12])}")
 
 
 def prov_line(items):
@@ -274,45 +261,31 @@ TABLES = [
 
 
 # ----------------------------------------------------------------------------- figures
+CAPTIONS = {  # figure name prefix -> caption ({} = the rest of the name); their order is the report's figure order
+    "fig2_surfaces": "LPA Figure 2: final-depth surfaces of each paradigm beside the ground truth (first seed).",
+    "fig3_layerwise_": "LPA Figure 3 (Figure 8: radial_decay): {}, the shared head read out after each block, and test "
+                       "MSE/MAE against depth.",
+    "fig_history": "Training curves: final-depth test MSE against epochs and optimizer steps (has every paradigm plateaued?).",
+    "fig4_layerwise_": "LPA Figure 4: {}, test accuracy and loss of the shared head after each block (error bars: std over seeds).",
+    "fig5_tsne_": "LPA Figure 5: t-SNE of the per-depth embeddings of fixed test images ({}, first seed; colour = class).",
+    "fig6_curves_": "LPA Figures 6/9: {}, full-depth test accuracy against epochs, optimizer steps and training wall time.",
+    "fig10_lr": "LPA Figure 10: LPA's test accuracy over epochs under different learning rates.",
+    "fig_inference": "LPA Sec. 5.4: accuracy of the truncated model at each depth, and its size and latency relative to the full model.",
+    "fig_lm_layerwise": "LPA second version Figure 7 analogue: validation perplexity of a small decoder LM at every depth.",
+    "fig_lm_ancre_curves": "ANCRé Figure 5 analogue: full-depth validation perplexity over optimizer steps, cascade vs ANCRé.",
+    "ancre_fig2": "ANCRé Figure 2 (Case Study 3.1): training loss of deep linear nets under residual topologies.",
+    "ancre_fig6": "ANCRé Figure 6 analogue: the learned shortcut weights p_ij of the ANCRé runs.",
+}
+
+
 def caption(name):
     stem = Path(name).stem
-    if stem == "fig2_surfaces":
-        return "LPA Figure 2: final-depth surfaces of each paradigm beside the ground truth (first seed)."
-    if stem.startswith("fig3_layerwise_"):
-        ds = stem[len("fig3_layerwise_"):]
-        which = {"high_freq": "Figure 3", "radial_decay": "Figure 8"}.get(ds, "Figure 3 analogue")
-        return f"LPA {which}: {ds}, the shared head read out after each block, and test MSE/MAE against depth."
-    if stem == "fig_history_surfaces":
-        return "Training curves: final-depth test MSE against epochs and optimizer steps (has every paradigm plateaued?)."
-    if stem == "fig_lm_layerwise":
-        return "LPA second version Figure 7 analogue: validation perplexity of a small decoder LM at every depth, per paradigm and topology."
-    if stem == "fig_lm_ancre_curves":
-        return "ANCRé Figure 5 analogue: full-depth validation perplexity over optimizer steps, cascade (solid) vs ANCRé (dashed)."
-    if stem.startswith("ancre_fig6"):
-        return "ANCRé Figure 6 analogue: the learned shortcut weights p_ij of the ANCRé runs on the surfaces."
-    if stem.startswith("fig4_layerwise_"):
-        return f"LPA Figure 4: {stem[len('fig4_layerwise_'):]}, test accuracy and loss of the shared head after each block (error bars: std over seeds)."
-    if stem.startswith("fig5_tsne_"):
-        return f"LPA Figure 5: t-SNE of the per-depth embeddings of fixed test images ({stem[len('fig5_tsne_'):]}, first seed; colour = class)."
-    if stem.startswith("fig6_curves_"):
-        return (f"LPA Figures 6/9: {stem[len('fig6_curves_'):]}, full-depth test accuracy against epochs, optimizer steps "
-                "and training wall time (Simultaneous, LPA, Adaptive LPA).")
-    if stem == "fig10_lr":
-        return "LPA Figure 10: LPA's test accuracy over epochs under different learning rates."
-    if stem == "fig_inference":
-        return "LPA Sec. 5.4: accuracy of the truncated model at each depth, and its size and latency relative to the full model."
-    if stem == "ancre_fig2":
-        return "ANCRé Figure 2 (Case Study 3.1): training loss of deep linear nets under residual topologies."
-    return stem
-
-
-FIGURE_ORDER = ["fig2_surfaces", "fig3_layerwise_", "fig_history", "fig4_layerwise_", "fig5_tsne_", "fig6_curves_",
-                "fig10_lr", "fig_inference", "ancre_fig2", "ancre_fig6"]  # by name prefix; the rest last
+    return next((c.format(stem[len(p):]) for p, c in CAPTIONS.items() if stem.startswith(p)), stem)
 
 
 def figure_order(path):
     name = Path(path).name
-    return next((i for i, p in enumerate(FIGURE_ORDER) if name.startswith(p)), len(FIGURE_ORDER)), name
+    return next((i for i, p in enumerate(CAPTIONS) if name.startswith(p)), len(CAPTIONS)), name
 
 
 def png_size(data):
