@@ -11,10 +11,7 @@
 # names its build). A new table is one entry here and one there.
 TABLE_RUNS = {"table1": SURF_DIRS, "ancre": ANCRE_DIRS, "table2": T2_DIRS, "table3": T3_DIRS, "sec54": SEC54_DIRS,
               "inference": T2_DIRS, "fig6": T2_DIRS, "table4": T4_DIRS, "table5": LM_DIRS}
-
-
-def tables(*names):
-    return [f"{TABLES}/{n}.{ext}" for n in names for ext in ("csv", "md")]
+tables = lambda *names: [f"{TABLES}/{n}.{ext}" for n in names for ext in ("csv", "md")]
 
 
 # The tracks in this run: (outputs, run folders) of each whose rule file is included, and the run folders that
