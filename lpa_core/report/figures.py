@@ -58,6 +58,16 @@ def save(fig, path, legend_axes=None):
     io._atomic(path, lambda tmp: img.save(tmp, format="png", optimize=True))
 
 
+def plain_log(ax):
+    """A log y axis labelled 1, 2, 5 x 10^k in plain numbers (perplexity, loss), not 2 x 10^0."""
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
 def int_ticks(*axes):
     from matplotlib.ticker import MaxNLocator
 
@@ -184,9 +194,9 @@ def heatmap(runs, out_png, floor=-10.0):
     """ANCRé Fig 6 from the runs' coeffs.csv: one panel per (exp, arch, paradigm, topology, dataset), p averaged over
     the seeds that did not diverge, shown as log(p_ij / max_i p_ij) (|p| for unnormalised coefficients) with rows j,
     columns i and the upper triangle (i >= j) white; absent shortcuts (p = 0) grey; colour scale max(floor, min)..0."""
-    df = read(runs, "coeffs.csv")
+    df = read(runs, "coeffs.csv", variant=lambda r: r.topology)
     panels = []
-    for key, g in df.groupby(["exp", "arch", "paradigm", "topology", "dataset"], sort=False):
+    for key, g in df.groupby(["arch", "paradigm", "variant", "dataset"], sort=False):
         L = int(g.j.max())
         P = np.full((L, L), np.nan)
         for (j, i), v in g.groupby(["j", "i"]).p.mean().items():  # mean skips NaN (diverged runs)
@@ -203,7 +213,7 @@ def heatmap(runs, out_png, floor=-10.0):
     fig, axes = plt().subplots(rows, cols, figsize=(3.0 * cols, 2.8 * rows), squeeze=False)
     cmap = plt().get_cmap("viridis").with_extremes(bad="0.85")
     im = None
-    for k, (ax, ((exp, arch, par, topo, ds), M, n_ok, n_seeds)) in enumerate(zip(axes.flat, panels)):
+    for k, (ax, ((arch, par, topo, ds), M, n_ok, n_seeds)) in enumerate(zip(axes.flat, panels)):
         L = M.shape[0]
         im = ax.imshow(np.ma.masked_where(~np.isfinite(M), np.maximum(M, vmin)), cmap=cmap, vmin=vmin, vmax=0)
         ax.imshow(np.where(np.triu(np.ones((L, L), bool), k=1), 1.0, np.nan), cmap="gray", vmin=0, vmax=1)
@@ -213,13 +223,13 @@ def heatmap(runs, out_png, floor=-10.0):
             ax.set_xlabel("i (from)")
         if k % cols == 0:
             ax.set_ylabel("j (into)")
-        ax.set_title(f"{exp}: {ds if arch == 'resmlp' else f'{arch} on {ds}'}\n{par}, {topo} ({n_ok}/{n_seeds} seeds)", fontsize=8)
+        ax.set_title(f"{ds if arch == 'resmlp' else f'{arch}, {ds}'}\n{par}, {topo} ({n_ok}/{n_seeds} seeds)", fontsize=7)
         if n_ok == 0:
             ax.text(0.5, 0.5, "diverged", transform=ax.transAxes, ha="center", va="center")
     for ax in axes.flat[n:]:
         ax.axis("off")
     if im is not None:
-        fig.colorbar(im, ax=axes, shrink=0.8, label=r"$\log(p_{ij} / \max_i p_{ij})$")
+        fig.colorbar(im, ax=axes, shrink=min(0.8, 3 / rows), label=r"$\log(p_{ij} / \max_i p_{ij})$")
     save(fig, out_png)
 
 
@@ -238,8 +248,7 @@ def fig4(lw, dataset, path):
                 m, sd = s.mean(), s.std()
                 ax.errorbar(m.index, m.values, yerr=sd.values if s.count().max() > 1 else None, marker="o", ms=3,
                             capsize=2, color=color(par), label=par)
-            ax.set(xlabel="depth (blocks used)", ylabel="test accuracy (%)" if r == 0 else "test loss",
-                   yscale="linear" if r == 0 else "log")
+            ax.set(xlabel="depth (blocks used)", ylabel="test accuracy (%)" if r == 0 else "test loss")
             int_ticks(ax)
             ax.grid(alpha=0.3)
         n = a.seed.nunique()
@@ -377,7 +386,8 @@ def lm(runs, out):
             if (t, p) in m.index:
                 ax.errorbar(m[t, p].index, m[t, p].values, yerr=sd[t, p].fillna(0).values, color=color(p), marker="o",
                             ms=3, capsize=2, label=p)
-        ax.set(title=t, xlabel="depth (decoder layers)", yscale="log")
+        ax.set(title=t, xlabel="depth (decoder layers)")
+        plain_log(ax)
         int_ticks(ax)
     axes[0][0].set_ylabel("validation perplexity")
     fig.suptitle(f"Per-layer perplexity through the shared head ({lw.arch.iloc[0]}, {lw.dataset.iloc[0]}; LPA v2 Fig. 7)",
@@ -393,8 +403,9 @@ def lm(runs, out):
             s = h[(h.paradigm == p) & (h.topology == t)].groupby("steps").value.mean()
             if not s.empty:
                 ax.plot(s.index, s.values, ls, color=color(p), marker="o", ms=3, label=f"{p}, {t}")
-    ax.set(xlabel="optimizer steps", ylabel="validation perplexity (full depth)", yscale="log",
+    ax.set(xlabel="optimizer steps", ylabel="validation perplexity (full depth)",
            title="Cascade (solid) vs ANCRé (dashed) residuals (ANCRé Fig. 5)")
+    plain_log(ax)
     save(fig, out / "fig_lm_ancre_curves.png", [ax])
 
 
