@@ -23,7 +23,7 @@ from lpa_core.report.tables import inference, lm_frame, rank
 
 DPI = 80
 COLOR = {p: f"C{i}" for i, p in enumerate(PARADIGMS)}  # the one colour map: a paradigm's colour in every figure
-TOPOLOGY_STYLE = {"cascade": "-", "ancre": "--"}
+TOPOLOGY_STYLE = {"cascade": "-", "ancre_add": "--", "ancre": ":"}  # ancre_add: the authors' wiring
 
 
 def plt():
@@ -396,7 +396,7 @@ def lm(runs, out):
     save(fig, out / "fig_lm_layerwise.png", axes)
     h = lm_frame(runs, "history.csv")
     h = h[h.metric == "val_ppl"]
-    both = [p for p in sorted(set(h.paradigm), key=rank) if {"cascade", "ancre"} <= set(h[h.paradigm == p].topology)]
+    both = [p for p in sorted(set(h.paradigm), key=rank) if len(set(TOPOLOGY_STYLE) & set(h[h.paradigm == p].topology)) > 1]
     fig, ax = plt().subplots(figsize=(5.5, 3.6))
     for p in both or sorted(set(h.paradigm), key=rank):
         for t, ls in TOPOLOGY_STYLE.items():
@@ -404,7 +404,7 @@ def lm(runs, out):
             if not s.empty:
                 ax.plot(s.index, s.values, ls, color=color(p), marker="o", ms=3, label=f"{p}, {t}")
     ax.set(xlabel="optimizer steps", ylabel="validation perplexity (full depth)",
-           title="Cascade (solid) vs ANCRé (dashed) residuals (ANCRé Fig. 5)")
+           title="Cascade (solid) vs ANCRé: authors' wiring (dashed), paper's (dotted); ANCRé Fig. 5")
     plain_log(ax)
     save(fig, out / "fig_lm_ancre_curves.png", [ax])
 

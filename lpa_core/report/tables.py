@@ -69,11 +69,11 @@ def grid(header, rows):
     return ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
-def pivot(t, by, cols, fmt, direction=None, paper=True, html=False):
+def pivot(t, by, cols, fmt, direction=None, paper=True, html=False, keys=None):
     """Markdown rows of tidy `t`: one per `by` group (its labels first), one cell per `cols` value (a column name or
     a tuple of names); bold the best mean per column (direction max/min) among the groups."""
     cols = [cols] if isinstance(cols, str) else list(cols)
-    keys = list(dict.fromkeys(zip(*[t[c] for c in cols])))
+    keys = keys or list(dict.fromkeys(zip(*[t[c] for c in cols])))
     ok = t[t.n_seeds > 0]
     best = getattr(ok.groupby(cols)["mean"], direction)() if direction else None
     out = []
@@ -136,6 +136,16 @@ ANCRE_REFERENCE = {"cascade": ("table2", "cascade"), "ancre": ("table4", "ancre_
                    "all_fixed": ("table5", "all_fixed_1_over_j"), "gains": ("table5", "learnable_cascade")}
 
 
+ANCRE_SECTIONS = [  # (metric, title, text, cell format, best) of the ANCRé table's rows beyond the surfaces
+    ("test_acc_pct", "Vision models: full-depth test accuracy (%)", "Cascade vs ANCRé on the ResNet/ViT of the vision track, "
+     "trained with the vision recipe (lpa_core.vision.RECIPES and the scale's config; a cascade row is the Table 2 run of "
+     "the same recipe). The ANCRé paper has no image-classification numbers to set beside these. **Bold**: best mean per "
+     "column within a paradigm.", "{:.2f}", "max"),
+    ("val_ppl", "Language models: full-depth validation perplexity", "The decoder of the LM track (lpa_core.lm) under its "
+     "recipe; cascade vs ANCRé in both wirings (`_add`: the authors'). **Bold**: best mean per column within a paradigm.",
+     "{:.2f}", "min")]
+
+
 def ancre(runs, paper_csv, amap=None):
     """Full-depth test error per (dataset, arch, paradigm, topology) (surfaces: MSE/MAE; vision: accuracy and
     loss); the topology comes from each run's config, so Table 2's cascade run counts as the vision cascade row."""
@@ -155,18 +165,15 @@ def ancre(runs, paper_csv, amap=None):
              f"Made by `python -m lpa_core table ancre`; {stamp(runs)}", ""]
     t = tab[tab.metric == "mse"]
     for par, g in t.groupby("paradigm", sort=False):
-        lines += [f"## {par}", "", *grid(["topology", *dict.fromkeys(t.dataset)], pivot(g, "topology", "dataset", "{:.2e}", "min")), ""]
-    t = tab[tab.metric == "test_acc_pct"]
-    if not t.empty:
+        lines += [f"## {par}", "", *grid(["topology", *dict.fromkeys(t.dataset)],
+                                         pivot(g, "topology", "dataset", "{:.2e}", "min", keys=[(d,) for d in dict.fromkeys(t.dataset)])), ""]
+    for metric, title, text, fmt, direction in ANCRE_SECTIONS:
+        t = tab[tab.metric == metric]
         cols = list(dict.fromkeys(zip(t.dataset, t.arch)))
-        lines += ["## Vision models: full-depth test accuracy (%)", "",
-                  "Cascade vs ANCRé on the ResNet/ViT of the vision track, trained with the vision recipe "
-                  "(lpa_core.vision.RECIPES and the scale's config; a cascade row is the Table 2 run of the same recipe). "
-                  "The ANCRé paper has no image-classification numbers to set beside these. **Bold**: best mean per column "
-                  "within a paradigm.", ""]
+        lines += [f"## {title}", "", text, ""] if not t.empty else []
         for par, g in t.groupby("paradigm", sort=False):
             lines += [f"### {par}", "", *grid(["topology", *[f"{a} ({d})" for d, a in cols]],
-                                              pivot(g, "topology", ["dataset", "arch"], "{:.2f}", "max")), ""]
+                                              pivot(g, "topology", ["dataset", "arch"], fmt, direction, keys=cols)), ""]
     p = paper(paper_csv, ANCRE)
     ref = pd.DataFrame([{"topology": v, "model": r.arch, "val_ppl": r.value} for v, (tb, label) in ANCRE_REFERENCE.items()
                         for r in p[(p.table == tb) & (p.paradigm == label) & p.arch.isin(["llama130m", "llama350m"])].itertuples()])
@@ -344,7 +351,7 @@ NO_RERUN = ("The paper's Table 5 is GPT-5-judged fluency (1-10) of a 48-layer, 1
             "and a judge's rating is not measured; it is shown as the qualitative reference it is. What we measure "
             "instead, on our own runs: validation perplexity and next-token accuracy at every depth through the shared "
             "head, and generated samples at the quarter depths (table5_samples.txt).")
-TOPOLOGY_ORDER = ["cascade", "ancre"]
+TOPOLOGY_ORDER = ["cascade", "ancre_add", "ancre"]  # ancre_add: the authors' wiring (the LM default, issue #13)
 
 
 def lm_frame(runs, name):
