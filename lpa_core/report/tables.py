@@ -104,7 +104,7 @@ def table1(runs, paper_csv, amap=None):
     lw, summ = read(runs, "layerwise.csv"), read(runs, "summary.csv")
     keys = ["dataset", "arch", "paradigm", "metric"]
     final = lw[lw.depth == lw.groupby(["dataset", "paradigm"]).depth.transform("max")]
-    eff = summ[summ.paradigm == "adaptive_lpa"].assign(metric="effective_depth", value=summ.effective_depth)
+    eff = summ[summ.paradigm == "adaptive_lpa"].assign(metric="effective_depth", value=lambda d: d.effective_depth)
     obs = pd.concat([final[keys + ["value", "status"]], eff[keys + ["value", "status"]]], ignore_index=True)
     tab = aggregate(in_order(obs.assign(ok=obs.status == "ok")), keys)
     c = {k: common(runs, k) for k in ("arch", "depth", "width", "seeds", "epochs", "batch_size", "lr", "n_train", "n_test", "domain")}
