@@ -9,6 +9,8 @@ lpa_core.report.load (which checks each against its manifest); never loads a mod
 """
 from pathlib import Path
 
+from lpa_core.report.tables import ordering_markdown  # noqa: F401  (issue #13's test reads it from here)
+
 
 def add_commands(sub):
     t = sub.add_parser("table", help="one table (csv + md) from run folders: " + ", ".join(_tables()))

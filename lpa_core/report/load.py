@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lpa_core import runs as contract
+from lpa_core import ancre_results, runs as contract
 
 LPA, ANCRE = "000_698f08884f537854.txt", "004_04e12b449531c5d6.txt"  # the seed papers (paper_results.csv `source`)
 
@@ -25,13 +25,7 @@ class Run:
     track = property(lambda self: self.info["track"])
     paradigm = property(lambda self: self.cfg["paradigm"])
 
-    @property
-    def topology(self):
-        """The topology variant (workflow/rules/common.smk TOPOLOGY_VARIANTS) from the resolved config: _add where
-        the mix is wired on top of the block's shortcut (the ANCRé authors' code), not instead of it."""
-        topo, norm = self.cfg.get("topology", "cascade"), self.cfg.get("normalisation", "ingoing")
-        base = topo if topo != "ancre" or norm == "ingoing" else f"ancre_{norm}"
-        return base + ("_add" if self.cfg.get("wiring") == "add" and topo != "cascade" else "")
+    topology = property(lambda self: ancre_results.variant(self.cfg))  # the workflow's variant name (_add: authors' wiring)
 
 
 def run_dirs(paths):

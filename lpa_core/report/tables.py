@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lpa_core import ancre_results
 from lpa_core.paradigms import PARADIGMS
 from lpa_core.report.load import ANCRE, LPA, common, paper, read, scale, stamp
 
@@ -142,8 +143,8 @@ ANCRE_SECTIONS = [  # (metric, title, text, cell format, best) of the ANCRé tab
      "the same recipe). The ANCRé paper has no image-classification numbers to set beside these. **Bold**: best mean per "
      "column within a paradigm.", "{:.2f}", "max"),
     ("val_ppl", "Language models: full-depth validation perplexity", "The decoder of the LM track (lpa_core.lm) under its "
-     "recipe; cascade vs ANCRé in both wirings (`_add`: the authors'). **Bold**: best mean per column within a paradigm.",
-     "{:.2f}", "min")]
+     "recipe; cascade vs ANCRé in both wirings (the LM default is the authors': `add`, tau 0.01). **Bold**: best mean "
+     "per column within a paradigm.", "{:.2f}", "min")]
 
 
 def ancre(runs, paper_csv, amap=None):
@@ -153,13 +154,17 @@ def ancre(runs, paper_csv, amap=None):
     final = lw[lw.depth == lw.groupby("arch").depth.transform("max")]
     keys = ["dataset", "arch", "paradigm", "topology", "metric"]
     tab = aggregate(in_order(final.assign(ok=final.status == "ok")), keys)
+    tab.insert(4, "wiring", tab.topology.map(ancre_results.variant_wiring))
     surf = [r for r in runs if r.track == "surfaces"] or runs  # the vision rows state their own recipe
     c = {k: common(surf, k) for k in ("seeds", "epochs", "lr", "tau")}
     lines = ["# ANCRé topologies: the residual MLP on surfaces (final-depth test MSE), the vision models (accuracy)", "",
              f"Mean ± std over seeds {c['seeds']}; {c['epochs']} epochs, Adam lr {c['lr']}, tau {c['tau']}; the "
              "training recipe of Table 1. Variants: `cascade` (standard residuals), `ancre` (all shortcuts, learnable, "
              "ingoing softmax), `ancre_outgoing`, `ancre_none` (unnormalised: the paper's Table 4 ablation), `all_fixed` "
-             "(all shortcuts, fixed 1/j: Table 5), `gains` (learnable gains on the cascade only: Table 5). "
+             "(all shortcuts, fixed 1/j: Table 5), `gains` (learnable gains on the cascade only: Table 5), in the paper's "
+             "wiring (the mix replaces each block's own shortcut); suffixed `_add`, the same in the authors' code's wiring "
+             "(each block keeps its residual and the mix is added after it; `gains_add`: no gain into block 1; see "
+             "docs/ancre-wiring.md). `cascade` is the same under both. "
              "**Bold**: best mean per column within a paradigm. LPA x cascade is not re-run here: it is Table 1's `lpa` "
              "row (same recipe; a run's numbers do not depend on the group it trains in).", "",
              f"Made by `python -m lpa_core table ancre`; {stamp(runs)}", ""]
@@ -174,6 +179,7 @@ def ancre(runs, paper_csv, amap=None):
         for par, g in t.groupby("paradigm", sort=False):
             lines += [f"### {par}", "", *grid(["topology", *[f"{a} ({d})" for d, a in cols]],
                                               pivot(g, "topology", ["dataset", "arch"], fmt, direction, keys=cols)), ""]
+    lines += ordering_markdown(tab)
     p = paper(paper_csv, ANCRE)
     ref = pd.DataFrame([{"topology": v, "model": r.arch, "val_ppl": r.value} for v, (tb, label) in ANCRE_REFERENCE.items()
                         for r in p[(p.table == tb) & (p.paradigm == label) & p.arch.isin(["llama130m", "llama350m"])].itertuples()])
@@ -185,6 +191,21 @@ def ancre(runs, paper_csv, amap=None):
                   "surface-scale variant that mirrors each; they are what these runs are read against, not what they "
                   "reproduce.", "", *grid(["topology", *wide.columns], [[v, *map(str, row)] for v, row in wide.iterrows()]), ""]
     return tab, "\n".join(lines)
+
+
+def ordering_markdown(tab):
+    """The paper's LLaMA ordering judged per (model, paradigm, wiring) (lpa_core.ancre_results.paper_ordering)."""
+    by = {}
+    for r in ancre_results.paper_ordering(tab):
+        by.setdefault((r["arch"], r["paradigm"], r["wiring"], r["metric"]), {})[r["check"]] = r
+    f = lambda r: f"{r['verdict']} ({r['holds_in']} of {r['cells']})" if r["cells"] else "not run"
+    return ["## The paper's LLaMA ordering, per wiring", "",
+            "ANCRé Tables 2, 4, 5 (LLaMA-130M/350M on C4): ANCRé best and the cascade worst of {ancre, ancre_outgoing, "
+            "cascade}; unnormalised coefficients (`ancre_none`) diverge. Checked on every cell (surface, dataset or "
+            "corpus) of the rows above, per wiring (`add` reads `ancre_add`, `ancre_outgoing_add`, `ancre_none_add` "
+            "against the shared cascade); for `none diverges` the count is of runs.", "",
+            *grid(["model", "paradigm", "wiring", "metric", "ANCRé best", "cascade worst", "none diverges"],
+                  [[*k, f(c["ancre_best"]), f(c["cascade_worst"]), f(c["none_diverges"])] for k, c in by.items()]), ""] if by else []
 
 
 # ----------------------------------------------------------------------------- vision (LPA Tables 2-4, Sec 5.4, Fig 6)
