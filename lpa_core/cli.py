@@ -116,9 +116,9 @@ def main(argv=None):
     r.add_argument("dirs", nargs="+", help="run folders, or folders to search for them")
     r.add_argument("--scale", help="migrate: the scale of the runs (default: the folder after runs/ in the path)")
     r.set_defaults(func=runs_cmd)
-    from lpa_core import cost, html_report, linear_case, lm_report, report, vision_report
+    from lpa_core import cost, fetch, linear_case, report
 
-    for module in (report, linear_case, vision_report, lm_report, html_report, cost):  # each adds its own subcommands
+    for module in (report, linear_case, fetch, cost):  # each adds its own subcommands
         module.add_commands(sub)
     args, rest = p.parse_known_args(argv)
     try:

@@ -6,14 +6,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from lpa_core import html_report as hr
+from lpa_core.cli import main
+from lpa_core.report import html as hr
 
 ROOT = Path(__file__).resolve().parent.parent
 PAPER = ROOT / "config/paper_results.csv"
 
 
 def paper_table1(tmp_path, edit=None):
-    """table1.csv whose means are the paper's Table 1 (5 seeds, std 0), as report.table1 writes it."""
+    """table1.csv whose means are the paper's Table 1 (5 seeds, std 0), as `python -m lpa_core table table1` writes it."""
     p = pd.read_csv(PAPER, dtype=str)
     p = p[(p.source == hr.LPA) & (p.table == "table1")]
     t = pd.DataFrame({"dataset": p.dataset, "arch": "resmlp", "paradigm": p.paradigm, "metric": p.metric,
@@ -61,7 +62,7 @@ def test_a_diverged_cell_counts_as_worst(tmp_path):
     status, ev, _ = verdict(ctx, "LPA beats Simultaneous")
     assert status == hr.NOT_REPRODUCED and "high_freq (mse)" in ev and "diverged" in ev
     page, _ = hr.build(ctx)
-    assert "(5 diverged)" in page
+    assert "diverged (5 of 5)" in page
 
 
 def test_missing_inputs_read_not_yet_run_and_the_page_still_builds(tmp_path):
@@ -101,11 +102,11 @@ def test_topology_claims_from_the_ancre_table(tmp_path):
     assert status == hr.NOT_REPRODUCED and "lpa / saddle" in ev
     assert verdict(ctx, "Every shortcut with fixed weights")[0] == hr.NOT_RUN  # no all_fixed runs
     page, _ = hr.build(ctx)
-    assert "lpa / ancre_none" in page and "(3 diverged)" in page
+    assert "lpa / ancre_none" in page and "diverged (3 of 3)" in page
 
 
 def test_bad_inputs_exit_2_naming_them(tmp_path, capsys):
-    assert hr.main(["--tables", str(tmp_path / "nope"), "--paper", str(PAPER), "--out", str(tmp_path / "r.html")]) == 2
+    assert main(["report", "--tables", str(tmp_path / "nope"), "--paper", str(PAPER), "--out", str(tmp_path / "r.html")]) == 2
     assert "nope" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert hr.main(["--tables", str(tmp_path / "empty"), "--paper", str(PAPER), "--out", str(tmp_path / "r.html")]) == 2
+    assert main(["report", "--tables", str(tmp_path / "empty"), "--paper", str(PAPER), "--out", str(tmp_path / "r.html")]) == 2

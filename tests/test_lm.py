@@ -208,8 +208,9 @@ def test_table5_and_figures_from_runs(data_dir, tmp_path):
         train(tiny_cfg(data_dir, exp="lm", paradigm=paradigm, topology=topology), d, ckpt_dir=tmp_path / "ck" / paradigm / topology, log=QUIET)
         dirs.append(str(d))
     out = tmp_path / "out"
-    assert main(["lm-table", "--runs", *dirs, "--paper", "config/paper_results.csv", "--scale", "test", "--out-csv",
-                 str(out / "table5.csv"), "--out-md", str(out / "table5.md"), "--out-samples", str(out / "s.txt")]) == 0
+    assert main(["table", "table5", "--runs", *dirs, "--paper", "config/paper_results.csv", "--out-csv",
+                 str(out / "table5.csv"), "--out-md", str(out / "table5.md")]) == 0
+    assert main(["samples", "--runs", *dirs, "--out", str(out / "s.txt")]) == 0
     tab = pd.read_csv(out / "table5.csv")
     ppl = tab[tab.metric == "val_ppl"]
     assert len(ppl) == 3 * 4 and set(ppl.topology) == {"cascade", "ancre"}
@@ -218,5 +219,5 @@ def test_table5_and_figures_from_runs(data_dir, tmp_path):
     md = (out / "table5.md").read_text()
     assert "cannot be re-run here" in md and "| simultaneous (miniqwen48_1b) | 1.36 |" in md
     assert (out / "s.txt").read_text().count("## prompt") == 3 * len(lm.PROMPTS) * 4 * 2
-    assert main(["lm-figures", "--runs", *dirs, "--outdir", str(out)]) == 0
+    assert main(["figures", "lm", "--runs", *dirs, "--outdir", str(out)]) == 0
     assert (out / "fig_lm_layerwise.png").stat().st_size > 0 and (out / "fig_lm_ancre_curves.png").stat().st_size > 0

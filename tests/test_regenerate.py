@@ -92,7 +92,7 @@ def test_regenerate_from_cached_runs_trains_nothing(tmp_path):
     report = clone / "results/report_quick.html"  # not committed (.gitignore: several MB, rebuilt from the rest)
     outputs = [*sorted((clone / "results/tables/quick").glob("table1.*")),
                *sorted((clone / "results/tables/quick").glob("ancre.*")), *sorted((clone / "figures/quick").glob("fig*.png")),
-               *sorted((clone / "figures/quick").glob("ancre_fig6*.png"))]  # what table1, figures, ancre_table, report write
+               *sorted((clone / "figures/quick").glob("ancre_fig6*.png"))]  # what table, figures, ancre_heatmap, report write
     cached = sorted(p for p in (clone / "results/runs").rglob("*") if p.is_file() and not p.name.startswith("."))
     assert [p.relative_to(clone) for p in cached] == [p.relative_to(src) for p in runs]
     assert all(p.is_file() for p in outputs), [str(p) for p in outputs if not p.is_file()]
@@ -100,7 +100,7 @@ def test_regenerate_from_cached_runs_trains_nothing(tmp_path):
 
     jobs = scheduled(snakemake(clone, "-n", *REGENERATE).stdout)
     assert not any(j.startswith(("train", "fetch")) for j in jobs), jobs
-    assert PROFILE["rerun-triggers"] == "mtime" and {"table1", "figures", "ancre_table", "report"} <= set(jobs), jobs
+    assert PROFILE["rerun-triggers"] == "mtime" and {"table", "figures", "ancre_heatmap", "report"} <= set(jobs), jobs
 
     assert not report.exists()
     snakemake(clone, *REGENERATE)
@@ -120,7 +120,8 @@ def test_paper_scale_regeneration_schedules_no_training():
     r = snakemake_dry(ROOT, "--profile", "profiles/regenerate")
     jobs = scheduled(r.stdout)
     assert not any(j.startswith(("train", "fetch")) for j in jobs), jobs
-    assert {"regenerate_stamp", "table1", "figures", "ancre_table", "report"} <= set(jobs), jobs
+    assert {"regenerate_stamp", "table", "figures", "ancre_heatmap", "report"} <= set(jobs), jobs
+    assert "table1.md" in r.stdout and "ancre.md" in r.stdout and "table2.md" not in r.stdout
     missing = [d for d in (ROOT / "results/runs/paper").glob("table2/*/*/*/seed*") if not (d / "run.json").exists()]
     if not (ROOT / "results/runs/paper/table2").exists() or missing:
         assert "cached_only: vision:" in r.stderr and "left out: the track" in r.stderr
@@ -132,8 +133,10 @@ def test_cpu_scale_runs_only_the_vision_track_from_its_cached_runs():
     r = snakemake_dry(ROOT, "--profile", "profiles/regenerate", "--config", "scale=cpu")
     jobs = set(scheduled(r.stdout))
     assert not any(j.startswith(("train", "fetch")) for j in jobs), jobs
-    assert {"table2", "table3", "sec54", "inference", "vision_figures", "report"} <= jobs, jobs
-    assert not jobs & {"table1", "figures", "ancre_table", "ancre_case", "table5", "lm_figures"}, jobs
+    assert {"table", "vision_figures", "report"} <= jobs, jobs
+    assert all(f"cpu/{t}.md" in r.stdout for t in ("table2", "table3", "sec54", "inference", "fig6"))
+    assert not jobs & {"figures", "ancre_heatmap", "ancre_case", "lm_samples", "lm_figures"}, jobs
+    assert not any(f"cpu/{t}.md" in r.stdout for t in ("table1", "ancre", "table5")), r.stdout
 
 
 def snakemake_dry(wd, *args):

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lpa_core import cli, html_report
+from lpa_core import cli
+from lpa_core.report import html as html_report
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRED = bool(os.environ.get("LPA_REQUIRE_BROWSER"))
@@ -53,14 +54,14 @@ def report(tmp_path_factory):
     dirs = [str(runs / p) for p in PARADIGMS]
     tables, figures = root / "results/tables", root / "figures"
     paper = ROOT / "config/paper_results.csv"
-    assert cli.main(["table1", "--runs", *dirs, "--paper", str(paper),
+    assert cli.main(["table", "table1", "--runs", *dirs, "--paper", str(paper),
                      "--out-csv", str(tables / "table1.csv"), "--out-md", str(tables / "table1.md")]) == 0
-    assert cli.main(["figures", "--runs", *dirs, "--outdir", str(figures)]) == 0
+    assert cli.main(["figures", "surfaces", "--runs", *dirs, "--outdir", str(figures)]) == 0
     assert cli.main(["ancre-case", "--scale", "quick", "--seeds", "0", "--steps", "400",
                      "--out-csv", str(tables / "ancre_case.csv"), "--out-summary", str(tables / "ancre_case_summary.csv"),
                      "--out-json", str(tables / "ancre_case.json"), "--out-fig", str(figures / "ancre_fig2.png")]) == 0
     out = root / "results/report.html"
-    assert html_report.main(["--tables", str(tables), "--figures", str(figures), "--runs", *dirs,
+    assert cli.main(["report", "--tables", str(tables), "--figures", str(figures), "--runs", *dirs,
                              "--paper", str(paper), "--out", str(out)]) == 0
     return out
 

@@ -13,6 +13,7 @@ from lpa_core.config import TrainConfig
 from lpa_core.models import create_model
 from lpa_core.paradigms import PARADIGMS, simultaneous
 from lpa_core.report import add_commands, heatmap
+from lpa_core.runs import RunError, finish_run
 from lpa_core.topology import TOPOLOGIES, coefficients, make_topology
 from lpa_core.train import Context, train
 from lpa_core.vision_models import create_vision_model
@@ -253,6 +254,7 @@ def test_heatmap_from_coeffs_csv_through_its_subcommand(tmp_path):
         d.mkdir()
         pd.DataFrame(part, columns=["exp", "dataset", "arch", "paradigm", "seed", "topology", "j", "i", "p"]) \
             .to_csv(d / "coeffs.csv", index=False)
+        finish_run(d, {"config": {"exp": "e"}}, "surfaces", "test", "e")  # a finished run: the report's loader checks it
     p = argparse.ArgumentParser()
     add_commands(p.add_subparsers(dest="cmd"))
     args = p.parse_args(["coeff-heatmap", "--runs", str(tmp_path / "run0"), str(tmp_path / "run1"),
@@ -260,7 +262,7 @@ def test_heatmap_from_coeffs_csv_through_its_subcommand(tmp_path):
     args.func(args)
     png = (tmp_path / "fig6.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
-    with pytest.raises(FileNotFoundError, match="runs: no coeffs.csv at"):
+    with pytest.raises(RunError, match="nowhere/run.json: missing"):
         heatmap([tmp_path / "nowhere"], tmp_path / "x.png")
 
 

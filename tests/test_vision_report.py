@@ -1,13 +1,26 @@
-"""Vision tables and figures (lpa_core/vision_report.py) on small synthetic run folders written here: no training."""
+"""Vision tables and figures (lpa_core/report/) on small synthetic run folders written here: no training. A damaged
+run folder stops every command with one line naming the file."""
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from lpa_core import io
+from lpa_core import io, runs as contract
 from lpa_core.cli import main
-from lpa_core.vision_report import fetch, pick_depths, vision_table, inference_table
+from lpa_core.fetch import fetch
+from lpa_core.report.figures import pick_depths
+from lpa_core.report.load import load
+from lpa_core.report.tables import TABLES
+
+
+def vision_table(kind, dirs, paper, amap=None):
+    return TABLES[kind](load(dirs), paper, amap or {})
+
+
+def inference_table(dirs):
+    tab, _ = TABLES["inference"](load(dirs))
+    return tab, [c[len("test_acc_pct_"):] for c in tab.columns if c.startswith("test_acc_pct_")]
 
 ROOT = Path(__file__).resolve().parent.parent
 PAPER = ROOT / "config/paper_results.csv"
@@ -48,8 +61,8 @@ def fake_run(root, exp, dataset, arch, paradigm, seed, group_size=2, lr=0.05, ep
     cfg = dict(exp=exp, datasets=[dataset], seeds=[seed], arch=arch, paradigm=paradigm, lr=lr, group_size=group_size,
                epochs=epochs, weight_decay=5e-4, batch_size=50, warmup_epochs=0, final_lr_frac=0.0, train_subset=1000,
                test_subset=500)
-    io.write_json(d / "run.json", {"config": cfg, "git_commit": "abc", "hardware": "test cpu", "host": "h", "start": "s",
-                                   "end": "e", "versions": {}, "runs": [{"dataset": dataset, "seed": seed, "status": status}]})
+    contract.finish_run(d, {"config": cfg, "git_commit": "abc", "hardware": "test cpu", "host": "h", "start": "s", "end": "e",
+                            "versions": {}, "runs": [{"dataset": dataset, "seed": seed, "status": status}]}, "vision", "quick", exp)
     return str(d)
 
 
@@ -107,18 +120,19 @@ def test_inference_table_reductions(runs):
 def test_commands_write_tables_and_figures(runs, tmp_path):
     out = tmp_path / "out"
     amap = ["--arch-map", "resnet10_w16=resnet18"]
-    assert main(["vision-table", "--table", "table2", "--runs", *runs["t2"], "--paper", str(PAPER), "--scale", "quick",
+    assert main(["table", "table2", "--runs", *runs["t2"], "--paper", str(PAPER),
                  *amap, "--out-csv", str(out / "table2.csv"), "--out-md", str(out / "table2.md")]) == 0
     md = (out / "table2.md").read_text()
     assert "Scale `quick`" in md and "(92.54)" in md and "**" in md and "resnet10_w16 (for resnet18)" in md and "±" in md
-    assert main(["vision-inference", "--runs", *runs["t2"], "--paper", str(PAPER), "--out-csv", str(out / "inf.csv"),
-                 "--out-md", str(out / "inf.md"), "--out-fig", str(out / "fig_inference.png")]) == 0
+    assert main(["table", "inference", "--runs", *runs["t2"], "--paper", str(PAPER), "--out-csv", str(out / "inf.csv"),
+                 "--out-md", str(out / "inf.md")]) == 0
     assert "At a quarter of the blocks" in (out / "inf.md").read_text()
-    assert main(["vision-figures", "--runs", *runs["t2"], "--lr-runs", runs["t2"][4], *runs["lrs"], "--paper", str(PAPER),
-                 *amap, "--outdir", str(out), "--out-csv", str(out / "fig6.csv")]) == 0
+    assert main(["figures", "vision", "--runs", *runs["t2"], "--lr-runs", runs["t2"][4], *runs["lrs"], "--outdir", str(out)]) == 0
+    assert main(["table", "fig6", "--runs", *runs["t2"], "--paper", str(PAPER), *amap, "--out-csv", str(out / "fig6.csv"),
+                 "--out-md", str(out / "fig6.md")]) == 0
     for name in ("fig4_layerwise_fashion_mnist.png", "fig5_tsne_fashion_mnist_resnet10_w16.png",
                  "fig6_curves_fashion_mnist.png", "fig10_lr.png", "fig_inference.png"):
-        assert (out / name).stat().st_size > 10_000, name
+        assert (out / name).stat().st_size > 3_000, name
     beat = pd.read_csv(out / "fig6.csv")
     e = beat[(beat.paradigm == "lpa") & (beat.metric == "epoch_to_beat_sim")].iloc[0]
     assert 1 <= e["mean"] <= 3 and e.paper_value != e.paper_value  # no fig6 value for resnet18 in the paper
@@ -126,10 +140,9 @@ def test_commands_write_tables_and_figures(runs, tmp_path):
 
 def test_report_shows_vision_tables(runs, tmp_path):
     out = tmp_path / "tables"
-    main(["vision-table", "--table", "table2", "--runs", *runs["t2"], "--paper", str(PAPER), "--out-csv",
-          str(out / "table2.csv"), "--out-md", str(out / "table2.md")])
-    main(["vision-inference", "--runs", *runs["t2"], "--paper", str(PAPER), "--out-csv", str(out / "inference.csv"),
-          "--out-md", str(out / "inference.md"), "--out-fig", str(tmp_path / "fig_inference.png")])
+    for name in ("table2", "inference"):
+        assert main(["table", name, "--runs", *runs["t2"], "--paper", str(PAPER), "--out-csv", str(out / f"{name}.csv"),
+                     "--out-md", str(out / f"{name}.md")]) == 0
     assert main(["report", "--tables", str(out), "--runs", *runs["t2"], "--paper", str(PAPER), "--out",
                  str(tmp_path / "r.html")]) == 0
     page = (tmp_path / "r.html").read_text()
@@ -142,3 +155,34 @@ def test_pick_depths_and_fetch(tmp_path):
         fetch("mnist", tmp_path)
     with pytest.raises(FileNotFoundError, match="imagenet_dir"):
         fetch("imagenet", tmp_path, str(tmp_path / "nope"))
+
+
+@pytest.mark.parametrize("fault", ["truncated", "deleted", "garbage"])
+def test_a_damaged_run_fails_the_table_naming_the_file(runs, tmp_path, capsys, fault):
+    """Never exit 0 with a changed table: the command stops with one line naming the file and the fix."""
+    path = Path(runs["t2"][3]) / "layerwise.csv"
+    data = path.read_bytes()
+    if fault == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif fault == "deleted":
+        path.unlink()
+    else:
+        path.write_bytes(bytes(reversed(data)))
+    out = tmp_path / "t.csv"
+    for cmd in (["table", "table2", "--paper", str(PAPER), "--out-csv", str(out)], ["figures", "vision", "--outdir", str(tmp_path)],
+                ["report", "--tables", str(ROOT / "results/tables/quick"), "--paper", str(PAPER), "--out", str(tmp_path / "r.html")]):
+        assert main([*cmd, "--runs", *runs["t2"]]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(path) in err[0] and "re-train that run or delete" in err[0], err
+    assert not out.exists() and not (tmp_path / "r.html").exists()
+
+
+def test_scale_and_identity_come_from_run_json(runs, tmp_path):
+    moved = tmp_path / "elsewhere" / "x"
+    import shutil
+
+    shutil.copytree(runs["t2"][0], moved)
+    (r,) = load([moved])
+    assert (r.scale, r.exp, r.track) == ("quick", "table2", "vision")
+    _, md = vision_table("table2", [str(moved)], PAPER)
+    assert "Scale `quick`" in md

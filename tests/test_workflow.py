@@ -43,7 +43,8 @@ def test_dry_run_schedules_one_job_per_paradigm(tmp_path, scale):
     jobs = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", r.stdout, re.M)}
     assert jobs.get("train_surfaces") == n_paradigms, jobs
     assert jobs.get("train_vision") == vision_jobs(cfg, scale), jobs
-    assert {"table2", "table3", "sec54", "inference", "vision_figures"} <= set(jobs) and "table4" not in jobs
+    assert {"table", "vision_figures"} <= set(jobs) and "table4.csv" not in r.stdout
+    assert all(f"{t}.md" in r.stdout for t in ("table1", "ancre", "table2", "table3", "sec54", "inference", "fig6", "table5"))
     assert "fetch_data" not in jobs  # a guard inside each training job, not a job of `all`
 
 
@@ -65,7 +66,7 @@ def vision_jobs(cfg, scale):
 def test_imagenet_table4_only_when_configured(tmp_path):
     r = snakemake(workdir(tmp_path, lambda c: c["vision"].update(imagenet_dir="/nonexistent/imagenet")), "-n")
     assert r.returncode == 0, r.stderr
-    assert re.search(r"^table4\s+1$", r.stdout, re.M) and "table2/imagenet" not in r.stdout
+    assert "results/tables/table4.md" in r.stdout and "table2/imagenet" not in r.stdout
     assert "table4/imagenet/vit12/lpa/seed0" in r.stdout
 
 
@@ -120,10 +121,10 @@ def test_tiny_real_run_end_to_end(tmp_path):
     assert table.loc[table.paradigm == "lpa", "paper_value"].notna().all()  # the paper's value stands beside ours
     assert "±" in (wd / "results/tables/quick/table1.md").read_text()
     for name in ("fig2_surfaces.png", "fig3_layerwise_saddle.png", "fig3_layerwise_high_freq.png"):
-        assert (wd / "figures/quick" / name).stat().st_size > 10_000
+        assert (wd / "figures/quick" / name).stat().st_size > 3_000
     ancre = pd.read_csv(wd / "results/tables/quick/ancre.csv")
     assert set(ancre.topology) == {"cascade", "ancre"} and ancre["mean"].notna().all()
-    assert (wd / "figures/quick/ancre_fig6_coeffs.png").stat().st_size > 10_000
+    assert (wd / "figures/quick/ancre_fig6_coeffs.png").stat().st_size > 3_000
     assert "ANCR" in (wd / "results/report_quick.html").read_text()
     t2 = pd.read_csv(wd / "results/tables/quick/table2.csv")
     assert set(t2.paradigm) == {"simultaneous", "lpa"} and set(t2.arch) == {"resnet10_w16"} and t2["mean"].notna().all()
@@ -131,7 +132,7 @@ def test_tiny_real_run_end_to_end(tmp_path):
     assert "lpa_grouped_k2" in set(pd.read_csv(wd / "results/tables/quick/sec54.csv").paradigm)
     for name in ("fig4_layerwise_fashion_mnist.png", "fig5_tsne_fashion_mnist_resnet10_w16.png",
                  "fig6_curves_fashion_mnist.png", "fig10_lr.png", "fig_inference.png"):
-        assert (wd / "figures/quick" / name).stat().st_size > 10_000, name
+        assert (wd / "figures/quick" / name).stat().st_size > 3_000, name
     assert "Table 2: ResNet-18/34" in (wd / "results/report_quick.html").read_text()
     t5 = pd.read_csv(wd / "results/tables/quick/table5.csv")
     assert {"simultaneous", "lpa"} <= set(t5.paradigm) and {"cascade", "ancre"} <= set(t5.topology)

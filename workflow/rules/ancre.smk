@@ -67,25 +67,18 @@ rule train_topology:
         + "python -m lpa_core train {params.args} --scale {params.scale} --threads {threads} --out {params.out} --ckpt-dir {params.ckpt} --parent-pid $PPID > {log} 2>&1"
 
 
-rule ancre_table:
+rule ancre_heatmap:
     input:
         stamp=REGEN,
-        fresh=fresh_markers(ANCRE_DIRS),
-        layerwise=[f"{d}/layerwise.csv" for d in ANCRE_DIRS],
-        coeffs=[f"{d}/coeffs.csv" for d in ANCRE_LEARNED],
-        run=[f"{d}/run.json" for d in ANCRE_DIRS],
-        paper=config["paper_results"],
+        fresh=fresh_markers(ANCRE_LEARNED),
+        runs=[f"{d}/run.json" for d in ANCRE_LEARNED],
     output:
-        csv=f"{TABLES}/ancre.csv",
-        md=f"{TABLES}/ancre.md",
         heatmap=f"{FIGS}/ancre_fig6_coeffs.png",
     params:
-        dirs=lambda w, input: [os.path.dirname(f) for f in input.layerwise],
-        learned=lambda w, input: [os.path.dirname(f) for f in input.coeffs],
+        dirs=lambda w, input: [os.path.dirname(f) for f in input.runs],
     log:
-        f"logs/{SCALE}/ancre_table.log",
+        f"logs/{SCALE}/ancre_heatmap.log",
     conda:
         "../../environment.yml"
     shell:
-        "(python -m lpa_core ancre-table --runs {params.dirs} --paper {input.paper} --out-csv {output.csv} --out-md {output.md}"
-        " && python -m lpa_core coeff-heatmap --runs {params.learned} --out {output.heatmap}) > {log} 2>&1"
+        "python -m lpa_core coeff-heatmap --runs {params.dirs} --out {output.heatmap} > {log} 2>&1"

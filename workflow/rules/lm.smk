@@ -1,6 +1,6 @@
 # The language-model track (LPA appendix I and its second version's Qwen figures; ANCRé Sec 5.1 at small scale):
 # a transformers decoder (lpa_core/lm.py) on text (lpa_core/text.py), one job per (paradigm, topology, seed), then
-# Table 5 and two figures from the runs' CSVs (lpa_core/lm_report.py).
+# Table 5 and two figures from the runs' CSVs (lpa_core/report/).
 #
 #   {RUNS}/lm/{arch}/{paradigm}/{variant}/seed{seed}/   layerwise, history, summary CSV, coeffs.csv, samples.txt, run.json
 #     variant   cascade for every lm.paradigms entry; ancre (ingoing, block level, tau from lm.train) for lm.ancre_paradigms
@@ -36,28 +36,20 @@ rule train_lm:
         + "python -m lpa_core train {params.args} --scale {params.scale} --threads {threads} --out {params.out} --ckpt-dir {params.ckpt} --parent-pid $PPID > {log} 2>&1"
 
 
-rule table5:
+rule lm_samples:
     input:
         stamp=REGEN,
-        fresh=fresh_markers(LM_DIRS),
-        run=[f"{d}/run.json" for d in LM_DIRS],
-        layerwise=[f"{d}/layerwise.csv" for d in LM_DIRS],
-        samples=[f"{d}/samples.txt" for d in LM_DIRS],
-        paper=config["paper_results"],
+        runs=[f"{d}/run.json" for d in LM_DIRS],
     output:
-        csv=f"{TABLES}/table5.csv",
-        md=f"{TABLES}/table5.md",
         samples=f"{TABLES}/table5_samples.txt",
     params:
-        dirs=lambda w, input: [os.path.dirname(f) for f in input.run],
-        scale=SCALE,
+        dirs=lambda w, input: [os.path.dirname(f) for f in input.runs],
     log:
-        f"logs/{SCALE}/table5.log",
+        f"logs/{SCALE}/lm_samples.log",
     conda:
         "../../environment.yml"
     shell:
-        "python -m lpa_core lm-table --runs {params.dirs} --paper {input.paper} --scale {params.scale}"
-        " --out-csv {output.csv} --out-md {output.md} --out-samples {output.samples} > {log} 2>&1"
+        "python -m lpa_core samples --runs {params.dirs} --out {output.samples} > {log} 2>&1"
 
 
 rule lm_figures:
@@ -65,8 +57,6 @@ rule lm_figures:
         stamp=REGEN,
         fresh=fresh_markers(LM_DIRS),
         run=[f"{d}/run.json" for d in LM_DIRS],
-        layerwise=[f"{d}/layerwise.csv" for d in LM_DIRS],
-        history=[f"{d}/history.csv" for d in LM_DIRS],
     output:
         layerwise=f"{FIGS}/fig_lm_layerwise.png",
         curves=f"{FIGS}/fig_lm_ancre_curves.png",
@@ -78,7 +68,7 @@ rule lm_figures:
     conda:
         "../../environment.yml"
     shell:
-        "python -m lpa_core lm-figures --runs {params.dirs} --outdir {params.outdir} > {log} 2>&1"
+        "python -m lpa_core figures lm --runs {params.dirs} --outdir {params.outdir} > {log} 2>&1"
 
 
-LM_OUT = [*rules.table5.output, *rules.lm_figures.output]
+LM_OUT = [*rules.lm_samples.output, *rules.lm_figures.output]

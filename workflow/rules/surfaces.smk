@@ -32,42 +32,21 @@ rule train_surfaces:
 SURF_DIRS = [run_dir("table1", SURF["arch"], p) for p in SURF["paradigms"]]
 
 
-rule table1:
-    input:
-        stamp=REGEN,
-        fresh=fresh_markers(SURF_DIRS),
-        layerwise=[f"{d}/layerwise.csv" for d in SURF_DIRS],
-        summary=[f"{d}/summary.csv" for d in SURF_DIRS],
-        paper=config["paper_results"],
-    output:
-        csv=f"{TABLES}/table1.csv",
-        md=f"{TABLES}/table1.md",
-    params:
-        dirs=lambda w, input: [os.path.dirname(f) for f in input.layerwise],
-    log:
-        f"logs/{SCALE}/table1.log",
-    conda:
-        "../../environment.yml"
-    shell:
-        "python -m lpa_core table1 --runs {params.dirs} --paper {input.paper} --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
-
-
 rule figures:
     input:
         stamp=REGEN,
         fresh=fresh_markers(SURF_DIRS),
-        grids=[f"{d}/grid.npz" for d in SURF_DIRS],
-        layerwise=[f"{d}/layerwise.csv" for d in SURF_DIRS],
+        runs=[f"{d}/run.json" for d in SURF_DIRS],
     output:
         fig2=f"{FIGS}/fig2_surfaces.png",
         fig3=expand(f"{FIGS}/fig3_layerwise_{{surface}}.png", surface=SURF["datasets"]),
         history=f"{FIGS}/fig_history_surfaces.png",
     params:
-        dirs=lambda w, input: [os.path.dirname(f) for f in input.layerwise],
+        dirs=lambda w, input: [os.path.dirname(f) for f in input.runs],
         outdir=lambda w, output: os.path.dirname(output.fig2),
     log:
         f"logs/{SCALE}/figures.log",
     conda:
         "../../environment.yml"
     shell:
-        "python -m lpa_core figures --runs {params.dirs} --outdir {params.outdir} > {log} 2>&1"
+        "python -m lpa_core figures surfaces --runs {params.dirs} --outdir {params.outdir} > {log} 2>&1"

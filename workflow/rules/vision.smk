@@ -1,5 +1,5 @@
 # The vision track (LPA paper Sec 5.2-5.4, appendix H): ResNets and ViTs on images (lpa_core/vision.py), one job
-# per run, then tables and figures from the runs' CSV/npz (lpa_core/vision_report.py).
+# per run, then tables and figures from the runs' CSV/npz (lpa_core/report/).
 #
 #   {RUNS}/{vexp}/{dataset}/{arch}/{setting}/seed{seed}/     one run (layerwise, history, summary, embeddings,
 #                                                            inference CSV/npz, run.json)
@@ -68,149 +68,29 @@ rule fetch_data:  # not part of `all`: `snakemake fetch_data --cores 1` download
         "python -m lpa_core fetch-data --datasets {params.datasets} --data-dir {params.data_dir} > {log} 2>&1"
 
 
-rule table2:
-    input:
-        stamp=REGEN,
-        fresh=fresh_markers(T2_DIRS),
-        run=[f"{d}/run.json" for d in T2_DIRS],
-        layerwise=[f"{d}/layerwise.csv" for d in T2_DIRS],
-        summary=[f"{d}/summary.csv" for d in T2_DIRS],
-        paper=config["paper_results"],
-    output:
-        csv=f"{TABLES}/table2.csv",
-        md=f"{TABLES}/table2.md",
-    params:
-        dirs=_dirs,
-        args=VTABLE,
-    log:
-        f"logs/{SCALE}/table2.log",
-    conda:
-        "../../environment.yml"
-    shell:
-        "python -m lpa_core vision-table --table table2 --runs {params.dirs} {params.args} --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
-
-
-rule table3:
-    input:
-        stamp=REGEN,
-        fresh=fresh_markers(T3_DIRS),
-        run=[f"{d}/run.json" for d in T3_DIRS],
-        layerwise=[f"{d}/layerwise.csv" for d in T3_DIRS],
-        summary=[f"{d}/summary.csv" for d in T3_DIRS],
-        paper=config["paper_results"],
-    output:
-        csv=f"{TABLES}/table3.csv",
-        md=f"{TABLES}/table3.md",
-    params:
-        dirs=_dirs,
-        args=VTABLE,
-    log:
-        f"logs/{SCALE}/table3.log",
-    conda:
-        "../../environment.yml"
-    shell:
-        "python -m lpa_core vision-table --table table3 --runs {params.dirs} {params.args} --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
-
-
-rule sec54:
-    input:
-        stamp=REGEN,
-        fresh=fresh_markers(SEC54_DIRS),
-        run=[f"{d}/run.json" for d in SEC54_DIRS],
-        layerwise=[f"{d}/layerwise.csv" for d in SEC54_DIRS],
-        summary=[f"{d}/summary.csv" for d in SEC54_DIRS],
-        paper=config["paper_results"],
-    output:
-        csv=f"{TABLES}/sec54.csv",
-        md=f"{TABLES}/sec54.md",
-    params:
-        dirs=_dirs,
-        args=VTABLE,
-    log:
-        f"logs/{SCALE}/sec54.log",
-    conda:
-        "../../environment.yml"
-    shell:
-        "python -m lpa_core vision-table --table sec54 --runs {params.dirs} {params.args} --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
-
-
-rule inference:
-    input:
-        stamp=REGEN,
-        fresh=fresh_markers(T2_DIRS),
-        run=[f"{d}/run.json" for d in T2_DIRS],
-        layerwise=[f"{d}/layerwise.csv" for d in T2_DIRS],
-        inference=[f"{d}/inference.csv" for d in T2_DIRS],
-    output:
-        csv=f"{TABLES}/inference.csv",
-        md=f"{TABLES}/inference.md",
-        fig=f"{FIGS}/fig_inference.png",
-    params:
-        dirs=_dirs,
-        args=VTABLE,
-    log:
-        f"logs/{SCALE}/inference.log",
-    conda:
-        "../../environment.yml"
-    shell:
-        "python -m lpa_core vision-inference --runs {params.dirs} {params.args} --out-csv {output.csv} --out-md {output.md} --out-fig {output.fig} > {log} 2>&1"
-
-
 rule vision_figures:
     input:
         stamp=REGEN,
         fresh=fresh_markers(T2_DIRS + FIG10_DIRS),
         run=[f"{d}/run.json" for d in T2_DIRS],
-        layerwise=[f"{d}/layerwise.csv" for d in T2_DIRS],
-        history=[f"{d}/history.csv" for d in T2_DIRS + FIG10_DIRS],
-        embeddings=[f"{d}/embeddings.npz" for d in T2_DIRS],
         fig10=[f"{d}/run.json" for d in FIG10_DIRS],
-        paper=config["paper_results"],
     output:
         fig4=expand(f"{FIGS}/fig4_layerwise_{{dataset}}.png", dataset=VIS["datasets"]),
         fig5=expand(f"{FIGS}/fig5_tsne_{{dataset}}_{{arch}}.png", dataset=VIS["datasets"], arch=V_ARCHS),
         fig6=expand(f"{FIGS}/fig6_curves_{{dataset}}.png", dataset=VIS["datasets"]),
         fig10=f"{FIGS}/fig10_lr.png",
-        csv=f"{TABLES}/fig6.csv",
+        inference=f"{FIGS}/fig_inference.png",
     params:
         dirs=_dirs,
         fig10=lambda w, input: [os.path.dirname(f) for f in input.fig10],
         outdir=lambda w, output: os.path.dirname(output.fig10),
-        args=VTABLE,
     log:
         f"logs/{SCALE}/vision_figures.log",
     conda:
         "../../environment.yml"
     shell:
-        "python -m lpa_core vision-figures --runs {params.dirs} --lr-runs {params.fig10} {params.args} --outdir {params.outdir}"
-        " --out-csv {output.csv} > {log} 2>&1"
+        "python -m lpa_core figures vision --runs {params.dirs} --lr-runs {params.fig10} --outdir {params.outdir} > {log} 2>&1"
 
 
-# Table 4 only when vision.imagenet_dir is set: otherwise the rule does not exist and `all` does not ask for it
-# (profiles/regenerate's forcerun leaves it out for that reason; see there).
-if IMAGENET:
-
-    rule table4:
-        input:
-            stamp=REGEN,
-            fresh=fresh_markers(T4_DIRS),
-            run=[f"{d}/run.json" for d in T4_DIRS],
-            layerwise=[f"{d}/layerwise.csv" for d in T4_DIRS],
-            summary=[f"{d}/summary.csv" for d in T4_DIRS],
-            paper=config["paper_results"],
-        output:
-            csv=f"{TABLES}/table4.csv",
-            md=f"{TABLES}/table4.md",
-        params:
-            dirs=_dirs,
-            args=VTABLE,
-        log:
-            f"logs/{SCALE}/table4.log",
-        conda:
-            "../../environment.yml"
-        shell:
-            "python -m lpa_core vision-table --table table4 --runs {params.dirs} {params.args} --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
-
-
-VISION_OUT = [*rules.table2.output, *rules.table3.output, *rules.sec54.output, *rules.inference.output,
-              *rules.vision_figures.output, *(rules.table4.output if IMAGENET else [])]
+VISION_TABLES = ["table2", "table3", "sec54", "inference", "fig6", *(["table4"] if IMAGENET else [])]
+VISION_OUT = [*rules.vision_figures.output]
