@@ -42,7 +42,7 @@ class SurfaceTask:
                                                                 for t in zip(*data))
         self.model = create_model(cfg.arch, [s for _, s in cfg.runs], width=cfg.width, depth=cfg.depth,
                                   activation=cfg.activation, topology=cfg.topology, tau=cfg.tau,
-                                  normalisation=cfg.normalisation).to(cfg.device)
+                                  normalisation=cfg.normalisation, wiring=cfg.wiring).to(cfg.device)
         self.opt = RunAdam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.gens = [torch.Generator().manual_seed(2_000_003 + s) for _, s in cfg.runs]  # batch order per run
         self.steps = torch.zeros(self.n_runs, dtype=torch.long)
