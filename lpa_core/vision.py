@@ -76,9 +76,8 @@ def make_optimizer(model, arch, lr, weight_decay, shortcut_decay=False):
         return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
     decay, plain = [], []
     for name, p in model.named_parameters():
-        shortcut = name.endswith(".shortcut")
-        (decay if shortcut_decay if shortcut else p.ndim > 1 and not name.endswith(("pos_embed", "cls_token"))
-         else plain).append(p)
+        wd = shortcut_decay if name.endswith(".shortcut") else p.ndim > 1 and not name.endswith(("pos_embed", "cls_token"))
+        (decay if wd else plain).append(p)
     return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}], lr=lr)
 
 
