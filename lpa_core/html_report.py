@@ -29,6 +29,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from lpa_core.linear_case import CASE_CLAIMS, CLAIM_RULE as CASE_RULE
+
 LPA, ANCRE = "000_698f08884f537854.txt", "004_04e12b449531c5d6.txt"  # seed papers (paper_results.csv `source`)
 PAPER_NAME = {LPA: "LPA", ANCRE: "ANCRé"}
 REPRODUCED, NOT_REPRODUCED, NOT_RUN = "reproduced", "not reproduced", "not yet run"
@@ -594,9 +596,7 @@ SHAPE_HEAD = ["panel", "topology", "shape (seeds)", "fitted tail", "final loss"]
 
 
 def ancre_times(ctx):
-    if not ctx.has("ancre_case.csv"):
-        raise NotRun("no ancre_case.csv (the loss curves) among the tables")
-    return time_to(ctx.table("ancre_case.csv"))
+    return time_to(ancre_curves(ctx))
 
 
 def slower_with_depth(ctx):
@@ -623,6 +623,31 @@ def cascade_not_optimal(ctx):
         table_html(["comparison", ""], [(c, mark(ok)) for c, ok in checks])
     bad = [c for c, ok in checks if not ok]
     return (NOT_REPRODUCED, "Fails: " + "; ".join(bad) + "." + ev) if bad else (REPRODUCED, "All three hold." + ev)
+
+
+def case_claim(claim):
+    """A claim of lpa_core.linear_case.CASE_CLAIMS, judged there from ancre_case.csv; the evidence per pair."""
+    def check(ctx):
+        from lpa_core.linear_case import judge_case_claim
+
+        j = judge_case_claim(ancre_curves(ctx), claim)
+        if j["verdict"] == "not run":
+            raise NotRun("a topology of the claim is missing from ancre_case.csv")
+        rows = [(esc(f"{p['faster']} faster than {p['slower']}"), f"{p['seeds_faster']} of {p['seeds']}",
+                 f"{fmt(p['final_faster'], 3)} vs {fmt(p['final_slower'], 3)}",
+                 f"{fmt(p['it_1e-2_faster'])} vs {fmt(p['it_1e-2_slower'])}",
+                 f"{fmt(p['it_1e-4_faster'])} vs {fmt(p['it_1e-4_slower'])}", mark(p["holds"])) for p in j["pairs"]]
+        ev = table_html(["K = 3 comparison", "seeds lower at the end", "final loss (median)",
+                         "iterations to 1e-2 L₀", "iterations to 1e-4 L₀", ""], rows)
+        ok = j["verdict"] == "reproduced"
+        return (REPRODUCED if ok else NOT_REPRODUCED), ("Holds." if ok else "Does not hold on the curves.") + ev
+    return check
+
+
+def ancre_curves(ctx):
+    if not ctx.has("ancre_case.csv"):
+        raise NotRun("no ancre_case.csv (the loss curves) among the tables")
+    return ctx.table("ancre_case.csv")
 
 
 def exp_gap_02_01(ctx):
@@ -812,6 +837,8 @@ CLAIMS = [
                             "shortcut converges remarkably faster.",
           "Iterations to 1/100 of the initial loss (ancre_case.csv): cascade < none, 0:1 < cascade and 0:2 < cascade.",
           cascade_not_optimal),
+    *[Claim(ANCRE, c["source"].replace("ANCRé ", ""), c["statement"], CASE_RULE, case_claim(k))
+      for k, c in CASE_CLAIMS.items()],
     Claim(ANCRE, "Fig. 2b, Thm 3.2, 3.3", "0:2 converges exponentially faster than 0:1 in a 3-layer LNN.",
           "Convergence shape, majority over seeds (ancre_case_summary.csv: the straighter of the ln loss vs "
           "iteration and ln loss vs ln iteration fits over the last half): 0:2 linear and 0:1 sublinear.",
@@ -882,7 +909,7 @@ def caption(name):
     if stem == "fig_lm_layerwise":
         return "LPA second version Figure 7 analogue: validation perplexity of a small decoder LM at every depth, per paradigm and topology."
     if stem == "fig_lm_ancre_curves":
-        return "ANCRé Figure 5 analogue: full-depth validation perplexity over optimizer steps, cascade (solid) vs ANCRé (dashed)."
+        return "ANCRé Figure 5 analogue: full-depth validation perplexity over optimizer steps, cascade (solid) vs ANCRé in the authors' wiring (ancre_add, dashed) and the paper's (ancre, dotted)."
     if stem.startswith("ancre_fig6"):
         return "ANCRé Figure 6 analogue: the learned shortcut weights p_ij of the ANCRé runs on the surfaces."
     if stem.startswith("fig4_layerwise_"):

@@ -25,7 +25,7 @@ from lpa_core.report import read_runs, run_json, topology_variant
 
 PAPER_SOURCE = "000_698f08884f537854.txt"
 ORDER = ["simultaneous", "sequential", "lpa", "adaptive_lpa", "lpa_grouped", "deep_supervision", "layerskip", "layerdrop"]
-TOPOLOGY_ORDER = ["cascade", "ancre"]
+TOPOLOGY_ORDER = ["cascade", "ancre_add", "ancre"]  # ancre_add: the authors' wiring (the LM default)
 NO_RERUN = ("The paper's Table 5 is GPT-5-judged fluency (1-10) of a 48-layer, 1B-parameter mini-Qwen pre-trained on "
             "40 GB of web text and fine-tuned on 12 GB of conversations (16 GPUs, 55 hours): it cannot be re-run here, "
             "and a judge's rating is not measured; it is shown as the qualitative reference it is. What we measure "
@@ -164,10 +164,10 @@ def fig_ancre_curves(hist, path):
     import matplotlib.pyplot as plt
 
     h = hist[hist.metric == "val_ppl"]
-    both = [p for p in ORDER if {"cascade", "ancre"} <= set(h[h.paradigm == p].topology)]
+    both = [p for p in ORDER if len({"cascade", "ancre", "ancre_add"} & set(h[h.paradigm == p].topology)) > 1]
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, p in enumerate(both or [p for p in ORDER if p in set(h.paradigm)]):
-        for t, ls in (("cascade", "-"), ("ancre", "--")):
+        for t, ls in (("cascade", "-"), ("ancre_add", "--"), ("ancre", ":")):
             s = h[(h.paradigm == p) & (h.topology == t)].groupby("steps").value.mean()
             if not s.empty:
                 ax.plot(s.index, s.values, ls, color=f"C{i}", marker="o", ms=3, label=f"{p}, {t}")

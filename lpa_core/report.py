@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lpa_core import ancre_results
+
 PAPER_SOURCE = "000_698f08884f537854.txt"  # the LPA paper, first version (Table 1)
 
 
@@ -141,8 +143,7 @@ ANCRE_REFERENCE = {"cascade": ("table2", "cascade"), "ancre": ("table4", "ancre_
 
 def topology_variant(cfg):
     """A run's topology variant (workflow/rules/common.smk TOPOLOGY_VARIANTS) from its resolved config."""
-    topo, norm = cfg.get("topology", "cascade"), cfg.get("normalisation", "ingoing")
-    return topo if topo != "ancre" or norm == "ingoing" else f"ancre_{norm}"
+    return ancre_results.variant(cfg)
 
 
 def ancre_table(dirs, paper_csv):
@@ -157,6 +158,7 @@ def ancre_table(dirs, paper_csv):
     tab = final.groupby(keys, sort=False).apply(lambda g: pd.Series({
         "mean": g.value[g.ok].mean(), "std": g.value[g.ok].std(), "n_seeds": int(g.ok.sum()),
         "n_diverged": int((~g.ok).sum())}), include_groups=False).reset_index()
+    tab.insert(4, "wiring", tab.topology.map(ancre_results.variant_wiring))
     paper = pd.read_csv(paper_csv, dtype=str)
     paper = paper[paper.source == ANCRE_SOURCE]
     ref = [{"topology": v, "model": r.arch, "paper_table": t, "val_ppl": r.value}
@@ -171,7 +173,10 @@ def ancre_markdown(tab, ref, prov):
              f"Mean ± std over seeds {cfg['seeds']}; {cfg['epochs']} epochs, Adam lr {cfg['lr']}, tau {cfg['tau']}; the "
              "training recipe of Table 1. Variants: `cascade` (standard residuals), `ancre` (all shortcuts, learnable, "
              "ingoing softmax), `ancre_outgoing`, `ancre_none` (unnormalised: the paper's Table 4 ablation), `all_fixed` "
-             "(all shortcuts, fixed 1/j: Table 5), `gains` (learnable gains on the cascade only: Table 5). "
+             "(all shortcuts, fixed 1/j: Table 5), `gains` (learnable gains on the cascade only: Table 5), in the paper's "
+             "wiring (the mix replaces each block's own shortcut); suffixed `_add`, the same in the authors' code's wiring "
+             "(each block keeps its residual and the mix is added after it; `gains_add`: no gain into block 1; see "
+             "docs/ancre-wiring.md). `cascade` is the same under both. "
              "**Bold**: best mean per column within a paradigm. LPA x cascade is not re-run here: it is Table 1's `lpa` "
              "row (same recipe; a run's numbers do not depend on the group it trains in).", "",
              f"Made by `python -m lpa_core ancre-table`; commit(s) {', '.join(prov['commits'])}; hardware "
@@ -190,6 +195,8 @@ def ancre_markdown(tab, ref, prov):
             lines.append(f"| {topo} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += vision_ancre_markdown(tab)
+    lines += lm_ancre_markdown(tab)
+    lines += ordering_markdown(tab)
     if not ref.empty:
         wide = ref.pivot_table(index="topology", columns="model", values="val_ppl", aggfunc="first").reindex(
             [v for v in ANCRE_REFERENCE if v in set(ref.topology)])
@@ -200,6 +207,51 @@ def ancre_markdown(tab, ref, prov):
         lines += [f"| {v} | " + " | ".join(str(x) for x in row) + " |" for v, row in wide.iterrows()]
         lines.append("")
     return "\n".join(lines)
+
+
+def lm_ancre_markdown(tab):
+    """The language-model rows: per paradigm, topology x model, full-depth validation perplexity."""
+    t = tab[tab.metric == "val_ppl"]
+    if t.empty:
+        return []
+    cols = list(dict.fromkeys(zip(t.dataset, t.arch)))
+    lines = ["## Language models: full-depth validation perplexity", "",
+             "The decoder of the LM track (lpa_core.lm) under its recipe; cascade vs ANCRé in both wirings (the LM "
+             "default is the authors': `add`, tau 0.01). **Bold**: best mean per column within a paradigm.", ""]
+    for par, g in t.groupby("paradigm", sort=False):
+        best = g[g.n_seeds > 0].groupby(["dataset", "arch"])["mean"].min()
+        lines += [f"### {par}", "", "| topology | " + " | ".join(f"{a} ({d})" for d, a in cols) + " |",
+                  "|---" * (len(cols) + 1) + "|"]
+        for topo, h in g.groupby("topology", sort=False):
+            cells = []
+            for d, a in cols:
+                row = h[(h.dataset == d) & (h.arch == a)]
+                c = "" if row.empty else cell(row.iloc[0], "{:.2f}")
+                cells.append(f"**{c}**" if c and row.iloc[0].n_seeds > 0 and row.iloc[0]["mean"] == best[d, a] else c)
+            lines.append(f"| {topo} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def ordering_markdown(tab):
+    """The paper's LLaMA ordering judged per (model, paradigm, wiring) (lpa_core.ancre_results.paper_ordering)."""
+    rows = ancre_results.paper_ordering(tab)
+    if not rows:
+        return []
+    lines = ["## The paper's LLaMA ordering, per wiring", "",
+             "ANCRé Tables 2, 4, 5 (LLaMA-130M/350M on C4): ANCRé best and the cascade worst of {ancre, ancre_outgoing, "
+             "cascade}; unnormalised coefficients (`ancre_none`) diverge. Checked on every cell (surface, dataset or "
+             "corpus) of the rows above, per wiring (`add` reads `ancre_add`, `ancre_outgoing_add`, `ancre_none_add` "
+             "against the shared cascade); for `none diverges` the count is of runs.", "",
+             "| model | paradigm | wiring | metric | ANCRé best | cascade worst | none diverges |", "|---" * 7 + "|"]
+    by = {}
+    for r in rows:
+        by.setdefault((r["arch"], r["paradigm"], r["wiring"], r["metric"]), {})[r["check"]] = r
+    for (arch, par, w, metric), c in by.items():
+        fmt_ = lambda r: f"{r['verdict']} ({r['holds_in']} of {r['cells']})" if r["cells"] else "not run"  # noqa: E731
+        lines.append(f"| {arch} | {par} | {w} | {metric} | {fmt_(c['ancre_best'])} | {fmt_(c['cascade_worst'])} | "
+                     f"{fmt_(c['none_diverges'])} |")
+    return lines + [""]
 
 
 def vision_ancre_markdown(tab):

@@ -5,7 +5,8 @@
 # recipe (vision_common.smk: vision.recipes, vision.train and the scale's overrides), `ancre.vision.train` on top:
 #   {RUNS}/ancre/{dataset}/{arch}/{paradigm}/{variant}/seed{seed}/
 # A cascade run equal to a Table 2 run (same recipe: ancre.vision.train sets only tau / n_embed, which cascade
-# training does not read) is not trained again: the table reads the Table 2 run.
+# training does not read) is not trained again: the table reads the Table 2 run. The table's LM rows are the LM
+# track's runs of lm.ancre_paradigms (cascade and lm.ancre_variants: lm.smk).
 include: "ancre_common.smk"
 
 
@@ -64,6 +65,7 @@ rule ancre_table:
     input:
         stamp=REGEN,
         layerwise=[f"{d}/layerwise.csv" for d in ANCRE_DIRS],
+        lm=lambda w: [f"{d}/layerwise.csv" for d in ancre_lm_dirs(w)],
         coeffs=[f"{d}/coeffs.csv" for d in ANCRE_LEARNED],
         run=[f"{d}/run.json" for d in ANCRE_DIRS],
         paper=config["paper_results"],
@@ -72,7 +74,7 @@ rule ancre_table:
         md=f"{TABLES}/ancre.md",
         heatmap=f"{FIGS}/ancre_fig6_coeffs.png",
     params:
-        dirs=lambda w, input: [os.path.dirname(f) for f in input.layerwise],
+        dirs=lambda w, input: [os.path.dirname(f) for f in [*input.layerwise, *input.lm]],
         learned=lambda w, input: [os.path.dirname(f) for f in input.coeffs],
     log:
         f"logs/{SCALE}/ancre_table.log",

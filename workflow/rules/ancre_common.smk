@@ -27,6 +27,16 @@ ANCRE_DIRS = cached("ancre", ANCRE_DIRS, partial=True)  # regenerating: the cach
 ANCRE_LEARNED = [d for d in ANCRE_LEARNED if d in ANCRE_DIRS]
 
 
+def ancre_lm_dirs(w):
+    """The LM runs of lm.ancre_paradigms (cascade and each ANCRé variant, lm.smk) for the ANCRé table's LM rows, when
+    the LM track takes part in this scale (regenerating: the cached ones). An input function: LM_DIRS is defined by
+    lm.smk, included after this file."""
+    if not workflow.is_rule("train_lm") or "lm" not in config["scales"][SCALE].get("tracks", ["lm"]):
+        return []
+    dirs = [d for d in LM_DIRS if d.split("/")[-3] in LMC["ancre_paradigms"]]
+    return [d for d in dirs if os.path.exists(f"{d}/run.json")] if CACHED_ONLY else dirs
+
+
 def ancre_vision_args(w):
     """vision_args of the run (recipe, data, device), then ancre.vision.train and the variant's topology keys."""
     keys = {**AV_TRAIN, **TOPOLOGY_VARIANTS[w.variant]}
