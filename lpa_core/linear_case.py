@@ -472,6 +472,7 @@ def main(args):
     io.write_csv(args.out_csv, COLUMNS, tidy_rows(curves, logged, seeds, c))
     io.write_csv(args.out_summary, SUMMARY_COLUMNS, [[r[k] for k in SUMMARY_COLUMNS] for r in summary])
     judged = case_claims(args.out_csv)
+    args.out_claims = args.out_claims or str(Path(args.out_csv).with_name(Path(args.out_csv).stem + "_claims.csv"))
     io.write_csv(args.out_claims, CLAIM_COLUMNS, claim_rows(judged))
     p_ij = {f"K={K} seed={s}": {f"{i}:{j}": round(float(P[i, j]), 4) for j in range(1, K + 1) for i in range(j)}
             for (K, s), P in ancre.items()}
@@ -498,8 +499,8 @@ def add_commands(sub):
     p.add_argument("--out-summary", default="results/tables/ancre_case_summary.csv", help="convergence fits")
     p.add_argument("--out-json", help="config, provenance, summary, learned ANCRé p_ij (default <out-csv>.json)")
     p.add_argument("--out-fig", default="figures/ancre_fig2.png", help="Figure 2, panels a-c (%(default)s)")
-    p.add_argument("--out-claims", default="results/tables/ancre_case_claims.csv",
-                   help="the case-study claims judged from the curves (CASE_CLAIMS; %(default)s)")
+    p.add_argument("--out-claims", help="the case-study claims judged from the curves (CASE_CLAIMS; default "
+                                        "<out-csv>_claims.csv)")
     p.add_argument("--scale", default="paper", choices=sorted(SCALES), help="paper (default) or quick")
     p.add_argument("--seeds", help="comma-separated seeds (default: the scale's)")
     p.add_argument("--pairs", default="shown", choices=["shown", "all"],
