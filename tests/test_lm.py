@@ -212,7 +212,7 @@ def test_table5_and_figures_from_runs(data_dir, tmp_path):
                  str(out / "table5.csv"), "--out-md", str(out / "table5.md"), "--out-samples", str(out / "s.txt")]) == 0
     tab = pd.read_csv(out / "table5.csv")
     ppl = tab[tab.metric == "val_ppl"]
-    assert len(ppl) == 3 * 4 and set(ppl.topology) == {"cascade", "ancre"}
+    assert len(ppl) == 3 * 4 and set(ppl.topology) == {"cascade", "ancre_add"}  # the LM default wiring: the authors'
     steps = tab[tab.metric == "steps"].set_index(["paradigm", "topology"])["mean"]
     assert steps[("lpa", "cascade")] == 5 * steps[("simultaneous", "cascade")]  # L + 1 = 5 steps per batch
     md = (out / "table5.md").read_text()
