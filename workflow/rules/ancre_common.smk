@@ -29,11 +29,11 @@ ANCRE_LEARNED = [d for d in ANCRE_LEARNED if d in ANCRE_DIRS]
 
 def ancre_lm_dirs(w):
     """The LM runs of lm.ancre_paradigms (cascade and each ANCRé variant, lm.smk) for the ANCRé table's LM rows, when
-    the LM track takes part in this scale (regenerating: the cached ones). An input function: LM_DIRS is defined by
+    the LM track takes part in this scale (regenerating: the cached ones). An input function: LM_RUNS is defined by
     lm.smk, included after this file."""
     if not workflow.is_rule("train_lm") or "lm" not in config["scales"][SCALE].get("tracks", ["lm"]):
         return []
-    dirs = [d for d in LM_DIRS if d.split("/")[-3] in LMC["ancre_paradigms"]]
+    dirs = [f"{RUNS}/lm/{LM_ARCH}/{p}/{v}/seed{s}" for p, v in LM_RUNS if p in LMC["ancre_paradigms"] for s in LMC["seeds"]]
     return [d for d in dirs if os.path.exists(f"{d}/run.json")] if CACHED_ONLY else dirs
 
 
