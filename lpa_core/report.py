@@ -211,26 +211,10 @@ def ancre_markdown(tab, ref, prov):
 
 def lm_ancre_markdown(tab):
     """The language-model rows: per paradigm, topology x model, full-depth validation perplexity."""
-    t = tab[tab.metric == "val_ppl"]
-    if t.empty:
-        return []
-    cols = list(dict.fromkeys(zip(t.dataset, t.arch)))
-    lines = ["## Language models: full-depth validation perplexity", "",
-             "The decoder of the LM track (lpa_core.lm) under its recipe; cascade vs ANCRé in both wirings (the LM "
-             "default is the authors': `add`, tau 0.01). **Bold**: best mean per column within a paradigm.", ""]
-    for par, g in t.groupby("paradigm", sort=False):
-        best = g[g.n_seeds > 0].groupby(["dataset", "arch"])["mean"].min()
-        lines += [f"### {par}", "", "| topology | " + " | ".join(f"{a} ({d})" for d, a in cols) + " |",
-                  "|---" * (len(cols) + 1) + "|"]
-        for topo, h in g.groupby("topology", sort=False):
-            cells = []
-            for d, a in cols:
-                row = h[(h.dataset == d) & (h.arch == a)]
-                c = "" if row.empty else cell(row.iloc[0], "{:.2f}")
-                cells.append(f"**{c}**" if c and row.iloc[0].n_seeds > 0 and row.iloc[0]["mean"] == best[d, a] else c)
-            lines.append(f"| {topo} | " + " | ".join(cells) + " |")
-        lines.append("")
-    return lines
+    return topology_columns(tab[tab.metric == "val_ppl"], "## Language models: full-depth validation perplexity",
+                            "The decoder of the LM track (lpa_core.lm) under its recipe; cascade vs ANCRé in both wirings "
+                            "(the LM default is the authors': `add`, tau 0.01). **Bold**: best mean per column within a "
+                            "paradigm.", higher=False)
 
 
 def ordering_markdown(tab):
@@ -256,17 +240,22 @@ def ordering_markdown(tab):
 
 def vision_ancre_markdown(tab):
     """The vision rows: per paradigm, topology x (dataset, arch), full-depth test accuracy (%)."""
-    t = tab[tab.metric == "test_acc_pct"]
+    return topology_columns(tab[tab.metric == "test_acc_pct"], "## Vision models: full-depth test accuracy (%)",
+                            "Cascade vs ANCRé on the ResNet/ViT of the vision track, trained with the vision recipe "
+                            "(lpa_core.vision.RECIPES and the scale's config; a cascade row is the Table 2 run of the same "
+                            "recipe). The ANCRé paper has no image-classification numbers to set beside these. **Bold**: "
+                            "best mean per column within a paradigm.", higher=True)
+
+
+def topology_columns(t, heading, intro, higher):
+    """Per paradigm, one row per topology and one column per (dataset, arch) of the tidy rows t (one metric)."""
     if t.empty:
         return []
     cols = list(dict.fromkeys(zip(t.dataset, t.arch)))
-    lines = ["## Vision models: full-depth test accuracy (%)", "",
-             "Cascade vs ANCRé on the ResNet/ViT of the vision track, trained with the vision recipe "
-             "(lpa_core.vision.RECIPES and the scale's config; a cascade row is the Table 2 run of the same recipe). "
-             "The ANCRé paper has no image-classification numbers to set beside these. **Bold**: best mean per column "
-             "within a paradigm.", ""]
+    lines = [heading, "", intro, ""]
     for par, g in t.groupby("paradigm", sort=False):
-        best = g[g.n_seeds > 0].groupby(["dataset", "arch"])["mean"].max()
+        means = g[g.n_seeds > 0].groupby(["dataset", "arch"])["mean"]
+        best = means.max() if higher else means.min()
         lines += [f"### {par}", "", "| topology | " + " | ".join(f"{a} ({d})" for d, a in cols) + " |",
                   "|---" * (len(cols) + 1) + "|"]
         for topo, h in g.groupby("topology", sort=False):

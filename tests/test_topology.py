@@ -428,19 +428,6 @@ def test_vision_fixed_patterns_match_a_hand_computation(arch, name, coeff):
             assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("arch", VISION)
-def test_vision_mix_gradients_match_plain_autograd(arch):
-    """The fused mix's own backward (lpa_core.topology.mix_states) against autograd through the hand computation,
-    in float64, for the coefficients and every weight."""
-    m = vmodel(arch, "ancre").double()
-    randomise(m)
-    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
-    ours = torch.autograd.grad(m.head(m.features(x)[-1]).square().sum(), list(m.parameters()))
-    w = [p[0] for p in m.topology.weights(m.blocks, None)]
-    ref = torch.autograd.grad(m.head(vision_by_hand(m, x, lambda j: w[j - 1])[-1]).square().sum(), list(m.parameters()))
-    assert all(torch.allclose(a, b, rtol=1e-9, atol=1e-12) for a, b in zip(ours, ref))
-
-
 def vision_add_by_hand(m, x, coeff, drop=()):
     """x_j = block_j(x_{j-1}) + sum_i coeff(j)[i] P_j(x_i) (a block in `drop`: P_j(x_{j-1}) + the mix)."""
     xs = [m.stem(x)]
@@ -470,13 +457,17 @@ def test_vision_add_with_one_hot_coefficients_is_the_library_model_plus_one_shor
 
 
 @pytest.mark.parametrize("arch", VISION)
-def test_vision_add_mix_gradients_match_plain_autograd(arch):
-    m = vmodel(arch, "ancre", wiring="add").double()
+@pytest.mark.parametrize("wiring", ["replace", "add"])
+def test_vision_mix_gradients_match_plain_autograd(arch, wiring):
+    """The fused mix's own backward (lpa_core.topology.mix_states) against autograd through the hand computation
+    of either wiring, in float64, for the coefficients and every weight."""
+    m = vmodel(arch, "ancre", wiring=wiring).double()
     randomise(m)
     x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
     ours = torch.autograd.grad(m.head(m.features(x)[-1]).square().sum(), list(m.parameters()))
     w = [p[0] for p in m.topology.weights(m.blocks, None)]
-    ref = torch.autograd.grad(m.head(vision_add_by_hand(m, x, lambda j: w[j - 1])[-1]).square().sum(), list(m.parameters()))
+    by_hand_ = vision_add_by_hand if wiring == "add" else vision_by_hand
+    ref = torch.autograd.grad(m.head(by_hand_(m, x, lambda j: w[j - 1])[-1]).square().sum(), list(m.parameters()))
     assert all(torch.allclose(a, b, rtol=1e-9, atol=1e-12) for a, b in zip(ours, ref))
 
 
