@@ -9,16 +9,17 @@ ancre_outgoing, ancre_none, all_fixed, gains in the paper's wiring (`replace`), 
 The paper's ordering (ANCRé Tables 2, 4, 5, LLaMA-130M/350M on C4): ANCRé (ingoing) has the lowest perplexity of
 {ancre, ancre_outgoing, cascade} and the cascade the highest (24.48 < 25.03 < 25.07 at 130M; 18.32 < 18.63 < 19.0 at
 350M), and unnormalised coefficients diverge. `paper_ordering` checks each of the three on every cell (dataset x
-model) of the table for each (arch, paradigm, wiring): better = lower MSE / perplexity / loss, higher accuracy; a
-cell whose every run diverged is the worst.
+model) of the table for each (arch, paradigm, wiring) that has cascade and ancre rows (ancre_outgoing joins the
+comparison where it was run; ancre_none where it was run): better = lower MSE / perplexity, higher accuracy; a cell
+whose every run diverged is the worst.
 """
 import math
 
 ADD = "_add"
 HIGHER_BETTER = {"test_acc_pct"}
 ORDER_METRICS = ("mse", "test_acc_pct", "val_ppl")  # the metric each track's rows are ranked by
-CHECKS = {"ancre_best": "ANCRé (ingoing) best of ancre, ancre_outgoing, cascade",
-          "cascade_worst": "cascade worst of ancre, ancre_outgoing, cascade",
+CHECKS = {"ancre_best": "ANCRé (ingoing) best of ancre, cascade and ancre_outgoing where run",
+          "cascade_worst": "cascade worst of ancre, cascade and ancre_outgoing where run",
           "none_diverges": "ancre_none: at least half of the runs diverge"}
 ORDER_COLUMNS = ["arch", "paradigm", "wiring", "metric", "check", "rule", "holds_in", "cells", "verdict"]
 
@@ -71,10 +72,11 @@ def paper_ordering(tab):
             names = {"cascade": "cascade", "ancre": "ancre" + sfx, "ancre_outgoing": "ancre_outgoing" + sfx}
             if not any((names["ancre"], d) in cells for d in datasets):
                 continue
-            full = [d for d in datasets if all((n, d) in cells for n in names.values())]
-            sc = {d: {k: _score(cells[(n, d)], higher) for k, n in names.items()} for d in full}
-            best = [d for d in full if sc[d]["ancre"] < min(sc[d]["cascade"], sc[d]["ancre_outgoing"])]
-            worst = [d for d in full if sc[d]["cascade"] > max(sc[d]["ancre"], sc[d]["ancre_outgoing"])]
+            full = [d for d in datasets if (names["cascade"], d) in cells and (names["ancre"], d) in cells]
+            sc = {d: {k: _score(cells.get((n, d)), higher) for k, n in names.items()} for d in full}
+            others = lambda d, k: [v for o, v in sc[d].items() if o != k and v is not None]  # noqa: E731
+            best = [d for d in full if sc[d]["ancre"] < min(others(d, "ancre"))]
+            worst = [d for d in full if sc[d]["cascade"] > max(others(d, "cascade"))]
             for check, holds in (("ancre_best", best), ("cascade_worst", worst)):
                 rows.append(dict(arch=arch, paradigm=par, wiring=w, metric=metric, check=check, rule=CHECKS[check],
                                  holds_in=len(holds), cells=len(full),

@@ -42,3 +42,12 @@ def test_paper_ordering_per_wiring():
     md = "\n".join(ordering_markdown(table(cells)))
     assert "| resmlp | simultaneous | replace | mse | holds (2 of 2) | holds (2 of 2) | holds (3 of 6) |" in md
     assert "| resmlp | simultaneous | add | mse | fails (1 of 2) | fails (1 of 2) | not run |" in md
+
+
+def test_ordering_with_cascade_and_ancre_only():
+    """Where ancre_outgoing and ancre_none were not run (the vision and LM slices), ANCRé vs cascade decides."""
+    cells = {("cascade", "a"): 2.0, ("ancre", "a"): 1.0, ("ancre_add", "a"): 3.0}
+    rows = {(r["wiring"], r["check"]): r["verdict"] for r in ar.paper_ordering(table(cells, "val_ppl", "lm_tiny"))}
+    assert rows == {("replace", "ancre_best"): "holds", ("replace", "cascade_worst"): "holds",
+                    ("replace", "none_diverges"): "not run", ("add", "ancre_best"): "fails",
+                    ("add", "cascade_worst"): "fails", ("add", "none_diverges"): "not run"}
