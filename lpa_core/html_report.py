@@ -871,6 +871,21 @@ CLAIMS = [
     Claim(ANCRE, "Table 5 (analogue)", "Learning the shortcut topology beats learning gains on the cascade's shortcuts.",
           "Mean final-depth test MSE (ancre.csv), ancre below gains in every (paradigm, surface).",
           topology_beats("ancre", "gains")),
+    *[Claim(ANCRE, where + ", authors' wiring", text + " (In the authors' code's wiring: the mix added after each "
+            "block's own residual; docs/ancre-wiring.md.)", rule, check) for where, text, rule, check in [
+          ("Table 2 (analogue)", "ANCRé's learned topology beats the standard cascade.",
+           "Mean final-depth test MSE (ancre.csv), ancre_add below cascade in every (paradigm, surface).",
+           topology_beats("ancre_add", "cascade")),
+          ("Table 4 (analogue)", "Ingoing normalisation of the shortcut weights beats outgoing normalisation.",
+           "Mean final-depth test MSE (ancre.csv), ancre_add below ancre_outgoing_add in every (paradigm, surface).",
+           topology_beats("ancre_add", "ancre_outgoing_add")),
+          ("Table 4 (analogue)", "Without normalisation the learned shortcuts make training diverge.",
+           "At least half of the ancre_none_add runs (ancre.csv) diverged.", topology_diverges("ancre_none_add")),
+          ("Table 5 (analogue)", "Every shortcut with fixed weights 1/j makes training diverge.",
+           "At least half of the all_fixed_add runs (ancre.csv) diverged.", topology_diverges("all_fixed_add")),
+          ("Table 5 (analogue)", "Learning the shortcut topology beats learning gains on the cascade's shortcuts.",
+           "Mean final-depth test MSE (ancre.csv), ancre_add below gains_add (no gain into block 1) in every "
+           "(paradigm, surface).", topology_beats("ancre_add", "gains_add"))]],
     Claim(ANCRE, "Table 2", "ANCRé lowers the validation perplexity of LLaMA pre-training on C4 against the cascade "
                             "(60M-1B).",
           "Mean validation perplexity (ancre_table2.csv), ANCRé below the cascade for every model size.",
