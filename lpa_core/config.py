@@ -28,7 +28,7 @@ class TrainConfig:
     tau: float = 0.1                  # ancre softmax temperature (paper Eq. 8: 0.1)
     normalisation: str = "ingoing"    # ancre coefficients: ingoing (softmax over i, Eq. 7), outgoing (over j, Eq. 6), none
     wiring: str = "auto"              # where the shortcut mix goes (lpa_core.topology): replace = instead of the block's own shortcut (paper text), add = on top of it (authors' code); auto = add for language models, replace otherwise
-    shortcut_decay: str = "none"      # weight decay on the shortcut coefficients: none (our default), same = the run's weight_decay (the authors' one parameter group)
+    shortcut_decay: str = "auto"      # weight decay on the shortcut coefficients: none, same = the run's weight_decay (the authors' one parameter group); auto = what each optimizer did before: none, but same on the surfaces with weight_decay > 0 (one decay for every parameter there)
     # data (surfaces)
     n_train: int = 10_000             # points per surface (paper: 10,000 train, 10,000 test)
     n_test: int = 10_000
@@ -100,7 +100,7 @@ class TrainConfig:
                                 ("layerskip_scale", [self.layerskip_scale], ("exp", "linear")),
                                 ("layerskip_curriculum", [self.layerskip_curriculum], ("rotational", "gradual", "none")),
                                 ("topology", [self.topology], TOPOLOGIES), ("normalisation", [self.normalisation], NORMALISATIONS),
-                                ("wiring", [self.wiring], ("auto", *WIRINGS)), ("shortcut_decay", [self.shortcut_decay], ("none", "same")),
+                                ("wiring", [self.wiring], ("auto", *WIRINGS)), ("shortcut_decay", [self.shortcut_decay], ("auto", "none", "same")),
                                 ("head", [self.head], HEADS), ("precision", [self.precision], ("auto", "fp32"))]:
             for v in val:
                 if v not in valid:
@@ -121,6 +121,8 @@ class TrainConfig:
             raise ValueError(f"tau: must be > 0, got {self.tau}")
         if self.wiring == "auto":  # resolved here, so run.json records the wiring that ran
             self.wiring = "add" if lm else "replace"
+        if self.shortcut_decay == "auto":
+            self.shortcut_decay = "same" if self.task == "surfaces" and self.weight_decay else "none"
         if (self.task == "surfaces" and self.weight_decay and self.shortcut_decay == "none"
                 and self.topology not in ("cascade", "all_fixed")):
             raise ValueError("shortcut_decay: the surface optimizer decays every parameter alike; set shortcut_decay: "

@@ -167,13 +167,15 @@ def test_wiring_is_a_config_key_resolved_per_task():
     assert TrainConfig().wiring == "replace" and TrainConfig(arch="resnet10_w16", datasets=("cifar10",)).wiring == "replace"
     assert TrainConfig(arch="lm_tiny", datasets=("pydoc",)).wiring == "add"  # the authors' LLaMA wiring
     assert make_cfg(wiring="add").wiring == "add" and TrainConfig().shortcut_decay == "none"
+    assert make_cfg(weight_decay=0.1).shortcut_decay == "same"  # the surface optimizer decays every parameter, as ever
+    assert TrainConfig(arch="resnet10_w16", datasets=("cifar10",), weight_decay=0.1).shortcut_decay == "none"
     with pytest.raises(ValueError, match=r"wiring: unknown 'both' \(valid: auto, replace, add\)"):
         make_cfg(wiring="both")
     with pytest.raises(ValueError, match=r"wiring: unknown 'x' \(valid: replace, add\)"):
         make_topology("ancre", wiring="x")
     with pytest.raises(ValueError, match="shortcut_decay: the surface optimizer decays every parameter alike"):
-        make_cfg(weight_decay=0.1)
-    with pytest.raises(ValueError, match=r"shortcut_decay: unknown 'yes' \(valid: none, same\)"):
+        make_cfg(weight_decay=0.1, shortcut_decay="none")
+    with pytest.raises(ValueError, match=r"shortcut_decay: unknown 'yes' \(valid: auto, none, same\)"):
         make_cfg(shortcut_decay="yes")
 
 
