@@ -1,4 +1,6 @@
-"""Cost of a learned residual topology (ANCRe) against cascade: step time and memory, side by side in one run.
+"""Cost of a learned residual topology (ANCRe) against cascade: step time and memory, side by side in one run, in
+both wirings (lpa_core.topology: `ancre` = the paper's, the mix replaces each block's shortcut; `ancre_add` = the
+authors' code's, the block keeps its shortcut and the mix is added after it).
 
     python benchmarks/topology_overhead.py                      # CPU: the vision models at batch 8, then the MLP
     python benchmarks/topology_overhead.py --device cuda --batch 128 --reps 20
@@ -6,8 +8,8 @@
 
 Vision part (--archs, default resnet18, vit12, vit24 at full size on 32 x 32 RGB inputs, 10 classes): one whole
 training step per repeat (forward, cross-entropy, backward, the family's optimizer step: lpa_core.vision's SGD or
-AdamW), the cascade and the ANCRe (ingoing) model of the same init interleaved repeat by repeat so that drift of
-a shared machine hits both alike; the median over `--reps` repeats after 2 warm-up steps. Clock: on the CPU the
+AdamW), the cascade and the ANCRe (ingoing) models of the same init, one per wiring of --wirings, interleaved
+repeat by repeat so that drift of a shared machine hits them alike; the median over `--reps` repeats after 2 warm-up steps. Clock: on the CPU the
 thread's CPU time (time.thread_time: one torch thread runs in the calling thread), less disturbed by other
 processes than the wall clock; on CUDA the wall clock between synchronisations. Memory, two measures:
   saved_mib   activations kept for backward: the bytes of the distinct storages that autograd saves in one
@@ -19,7 +21,8 @@ processes than the wall clock; on CUDA the wall clock between synchronisations. 
               activations, temporaries), the paper's Table 6 measure.
 Ratios: ANCRe time / cascade time, ANCRe memory - cascade memory. MLP part (--part mlp): the residual MLP of
 Table 1 under every topology, timed through the training core's own SurfaceTask and paradigm epochs (as before).
-Results: results/benchmarks/topology_overhead.csv (+ .json provenance, lpa_core.io) for the vision part.
+Results: results/benchmarks/topology_overhead.csv (+ .json provenance, lpa_core.io) for the vision part,
+topology_overhead_mlp.csv (+ .json) for the MLP part.
 """
 import argparse
 import statistics
@@ -37,17 +40,23 @@ from lpa_core.train import Context  # noqa: E402
 
 VARIANTS = [("cascade", "ingoing"), ("ancre", "ingoing"), ("ancre", "outgoing"), ("ancre", "none"),
             ("all_fixed", "ingoing"), ("gains", "ingoing")]
+WIRINGS = ("replace", "add")
+
+
+def name(topo, wiring):
+    """The workflow's variant name: cascade, ancre (replace), ancre_add (add)."""
+    return topo if topo == "cascade" or wiring == "replace" else f"{topo}_add"
 
 
 def mlp_part(a):
     """The residual MLP under every topology (Table 1's group by default), relative to cascade."""
     torch.set_num_threads(1)
     ctxs = {}
-    for topo, norm in VARIANTS:
+    for (topo, norm), wiring in [(v, w) for w in a.wirings.split(",") for v in VARIANTS if v[0] != "cascade" or w == "replace"]:
         cfg = TrainConfig(seeds=tuple(range(a.runs)), depth=a.depth, width=a.width, n_train=100 * a.batches, n_test=100,
-                          paradigm=a.paradigm, topology=topo, normalisation=norm, device=a.device)
-        ctxs[topo, norm] = Context(cfg)
-        PARADIGMS[a.paradigm](ctxs[topo, norm], 0)  # warm-up
+                          paradigm=a.paradigm, topology=topo, normalisation=norm, wiring=wiring, device=a.device)
+        ctxs[topo, norm, wiring] = Context(cfg)
+        PARADIGMS[a.paradigm](ctxs[topo, norm, wiring], 0)  # warm-up
     times = {k: [] for k in ctxs}
     for _ in range(a.reps):
         for k, ctx in ctxs.items():
@@ -60,12 +69,16 @@ def mlp_part(a):
             if a.device != "cpu":
                 torch.cuda.synchronize()
             times[k].append((clock() - t) / (int(ctx.steps[0]) - steps))
-    base = statistics.median(times["cascade", "ingoing"])
+    base = statistics.median(times["cascade", "ingoing", "replace"])
     print(f"{a.paradigm}, {a.runs} runs x width {a.width} x depth {a.depth}, batch 100, {a.device} ({'thread CPU' if a.device == 'cpu' else 'wall'} time)")
-    for (topo, norm), ts in times.items():
+    rows = []
+    for (topo, norm, wiring), ts in times.items():
         med = statistics.median(ts)
-        label = topo + (f"/{norm}" if topo == "ancre" else "")
-        print(f"  {label:16s} {1e3 * med:8.3f} ms/step  x{med / base:.2f}")
+        label = name(topo, wiring) + (f"/{norm}" if topo == "ancre" else "")
+        print(f"  {label:20s} {1e3 * med:8.3f} ms/step  x{med / base:.2f}")
+        rows.append([a.paradigm, a.runs, a.width, a.depth, name(topo, wiring), norm if topo == "ancre" else "", wiring,
+                     io.hardware(a.device), a.reps, round(1e3 * med, 4), round(med / base, 4)])
+    return rows
 
 
 def saved_bytes(fn, params=()):
@@ -96,12 +109,12 @@ def vision_part(a):
         x = torch.randn(a.batch, 3, 32, 32, device=dev)
         y = torch.randint(0, 10, (a.batch,), device=dev)
         setups = {}
-        for topo in ("cascade", "ancre"):
+        for topo, wiring in [("cascade", "replace")] + [("ancre", w) for w in a.wirings.split(",")]:
             torch.manual_seed(0)
-            m = create_vision_model(arch, topology=topo).to(dev).train()
+            m = create_vision_model(arch, topology=topo, wiring=wiring).to(dev).train()
             m.amp = cuda  # bf16 autocast on CUDA, as the vision task runs
             r = RECIPES[family(arch)]
-            setups[topo] = (m, make_optimizer(m, arch, r["lr"], r["weight_decay"]))
+            setups[name(topo, wiring)] = (m, make_optimizer(m, arch, r["lr"], r["weight_decay"]))
 
         def step(topo, measure=False):
             m, opt = setups[topo]
@@ -144,6 +157,8 @@ def vision_part(a):
     return rows
 
 
+MLP_HEAD = ["paradigm", "runs", "width", "depth", "topology", "normalisation", "wiring", "device", "reps", "ms_per_step",
+            "time_vs_cascade"]
 HEAD = ["arch", "n_blocks", "topology", "device", "batch", "reps", "ms_per_step", "time_vs_cascade", "saved_mib",
         "saved_mib_vs_cascade", "peak_mib", "peak_mib_vs_cascade"]
 
@@ -161,6 +176,7 @@ def main():
     p.add_argument("--width", type=int, default=10)
     p.add_argument("--batches", type=int, default=10, help="MLP: batches of 100 per epoch")
     p.add_argument("--paradigm", default="simultaneous")
+    p.add_argument("--wirings", default="replace,add", help="ANCRe wirings measured beside cascade (lpa_core.topology)")
     a = p.parse_args()
     torch.set_num_threads(1)
     if a.part in ("all", "vision"):
@@ -170,7 +186,10 @@ def main():
         io.write_json(Path(a.out).with_suffix(".json"), {**io.provenance(a.device), "args": vars(a), "torch_threads": 1})
         print(f"-> {a.out}")
     if a.part in ("all", "mlp"):
-        mlp_part(a)
+        out = Path(a.out).with_name(Path(a.out).stem + "_mlp.csv")
+        io.write_csv(out, MLP_HEAD, mlp_part(a))
+        io.write_json(out.with_suffix(".json"), {**io.provenance(a.device), "args": vars(a), "torch_threads": 1})
+        print(f"-> {out}")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ class TrainConfig:
     topology: str = "cascade"         # residual topology (lpa_core.topology): cascade, ancre, all_fixed, gains
     tau: float = 0.1                  # ancre softmax temperature (paper Eq. 8: 0.1)
     normalisation: str = "ingoing"    # ancre coefficients: ingoing (softmax over i, Eq. 7), outgoing (over j, Eq. 6), none
+    wiring: str = "auto"              # where the shortcut mix goes (lpa_core.topology): replace = instead of the block's own shortcut (paper text), add = on top of it (authors' code); auto = add for language models, replace otherwise
+    shortcut_decay: str = "auto"      # weight decay on the shortcut coefficients: none, same = the run's weight_decay (the authors' one parameter group); auto = what each optimizer did before: none, but same on the surfaces with weight_decay > 0 (one decay for every parameter there)
     # data (surfaces)
     n_train: int = 10_000             # points per surface (paper: 10,000 train, 10,000 test)
     n_test: int = 10_000
@@ -83,7 +85,7 @@ class TrainConfig:
         from lpa_core.lm import LM_ARCHS, is_pretrained
         from lpa_core.models import ACTIVATIONS, ARCHS
         from lpa_core.paradigms import PARADIGMS
-        from lpa_core.topology import NORMALISATIONS, TOPOLOGIES
+        from lpa_core.topology import NORMALISATIONS, TOPOLOGIES, WIRINGS
         from lpa_core.vision_models import HEADS, VISION_ARCHS
 
         for f in fields(self):  # a YAML value of the wrong type is a one-line error, not a traceback later
@@ -101,6 +103,7 @@ class TrainConfig:
                                 ("layerskip_scale", [self.layerskip_scale], ("exp", "linear")),
                                 ("layerskip_curriculum", [self.layerskip_curriculum], ("rotational", "gradual", "none")),
                                 ("topology", [self.topology], TOPOLOGIES), ("normalisation", [self.normalisation], NORMALISATIONS),
+                                ("wiring", [self.wiring], ("auto", *WIRINGS)), ("shortcut_decay", [self.shortcut_decay], ("auto", "none", "same")),
                                 ("head", [self.head], HEADS), ("precision", [self.precision], ("auto", "bf16", "fp32")),
                                 ("memory_format", [self.memory_format], ("auto", "channels_last", "contiguous"))]:
             for v in val:
@@ -133,6 +136,14 @@ class TrainConfig:
                 raise ValueError(f"{key}: a probability in [0, 1), got {getattr(self, key)}")
         if not self.tau > 0:
             raise ValueError(f"tau: must be > 0, got {self.tau}")
+        if self.wiring == "auto":  # resolved here, so run.json records the wiring that ran
+            self.wiring = "add" if lm else "replace"
+        if self.shortcut_decay == "auto":
+            self.shortcut_decay = "same" if self.task == "surfaces" and self.weight_decay else "none"
+        if (self.task == "surfaces" and self.weight_decay and self.shortcut_decay == "none"
+                and self.topology not in ("cascade", "all_fixed")):
+            raise ValueError("shortcut_decay: the surface optimizer decays every parameter alike; set shortcut_decay: "
+                             "same (decay the coefficients too) or weight_decay: 0")
         if not self.datasets or not self.seeds:
             raise ValueError("datasets/seeds: need at least one of each")
         defaults = {f.name: f.default for f in fields(self)}

@@ -109,7 +109,7 @@ class LMStack(BlockStack):
     """A transformers CausalLM (`lm`) taken apart: embedding stem, decoder-layer blocks, shared norm + lm_head.
     Inputs token ids [B, T], logits [B, T, V]. With `amp` (the task sets it: CUDA, or precision bf16 on any device) forwards run under bf16 autocast."""
 
-    def __init__(self, lm, topology="cascade", tau=0.01, normalisation="ingoing"):
+    def __init__(self, lm, topology="cascade", tau=0.01, normalisation="ingoing", wiring="add"):
         super().__init__()
         base, cfg = lm.model, lm.config
         self.config = cfg
@@ -117,7 +117,7 @@ class LMStack(BlockStack):
         kinds = getattr(cfg, "layer_types", None) or ["full_attention"] * len(base.layers)
         self.blocks = nn.ModuleList(DecoderBlock(layer, self.stem.shared, k) for layer, k in zip(base.layers, kinds))
         self.head = LMHead(base.norm, lm.lm_head)
-        self.connect(topology, tau=tau, normalisation=normalisation)
+        self.connect(topology, tau=tau, normalisation=normalisation, wiring=wiring)
 
     def params(self, depth=None, first=0):
         """As ResidualStack.params, each parameter once (a tied embedding belongs to stem and head)."""
@@ -159,7 +159,7 @@ def lm_config(arch, vocab_size, max_len=2048):
     return transformers.Qwen2Config(vocab_size=vocab_size, max_position_embeddings=max_len, **kw)
 
 
-def create_lm(arch, vocab_size=None, topology="cascade", tau=0.01, normalisation="ingoing"):
+def create_lm(arch, vocab_size=None, topology="cascade", tau=0.01, normalisation="ingoing", wiring="add"):
     """LMStack of a named size (from scratch: the library's init under the current torch seed) or of a local
     save_pretrained directory (its weights, fp32)."""
     from lpa_core._torchvision import import_transformers
@@ -172,16 +172,18 @@ def create_lm(arch, vocab_size=None, topology="cascade", tau=0.01, normalisation
         lm = transformers.AutoModelForCausalLM.from_pretrained(arch, dtype=torch.float32)
     else:
         lm = transformers.AutoModelForCausalLM.from_config(lm_config(arch, vocab_size))
-    return LMStack(lm, topology=topology, tau=tau, normalisation=normalisation)
+    return LMStack(lm, topology=topology, tau=tau, normalisation=normalisation, wiring=wiring)
 
 
 # --- task ---------------------------------------------------------------------------------------------------------
 
-def make_optimizer(model, lr, weight_decay):
-    """AdamW; weight decay on matrices only (none on norms, biases, topology logits: nanoGPT's rule)."""
+def make_optimizer(model, lr, weight_decay, shortcut_decay=False):
+    """AdamW; weight decay on matrices only (none on norms, biases, topology logits: nanoGPT's rule; the logits
+    too with shortcut_decay, as the authors' one parameter group)."""
     decay, plain = [], []
     for name, p in model.named_parameters():  # each parameter once (a tied embedding too)
-        (decay if p.ndim >= 2 and not name.endswith("shortcut") else plain).append(p)
+        shortcut = name.endswith("shortcut")
+        (decay if (p.ndim >= 2 and not shortcut) or (shortcut and shortcut_decay) else plain).append(p)
     return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}],
                              lr=lr, betas=(0.9, 0.999))
 
@@ -217,13 +219,13 @@ class LMTask(OneRunTask):
         self.data = _DATA[key]
         with torch.random.fork_rng(devices=[]):  # the init stream: the run's seed, separate from the data's
             torch.manual_seed(1_000_003 + self.seed)
-            model = create_lm(cfg.arch, self.data.tok.get_vocab_size(), cfg.topology, cfg.tau, cfg.normalisation)
+            model = create_lm(cfg.arch, self.data.tok.get_vocab_size(), cfg.topology, cfg.tau, cfg.normalisation, cfg.wiring)
         if self.data.tok.get_vocab_size() > model.config.vocab_size:
             raise ValueError(f"tokenizer: {self.data.tok.get_vocab_size()} tokens, more than the model's vocabulary "
                              f"({model.config.vocab_size})")
         self.model = model.to(self.device)
         self.model.amp = self.amp
-        self.opt = make_optimizer(self.model, cfg.lr, cfg.weight_decay)
+        self.opt = make_optimizer(self.model, cfg.lr, cfg.weight_decay, cfg.shortcut_decay == "same")
         self.lr = cfg.lr
         self.gen = torch.Generator().manual_seed(2_000_003 + self.seed)  # window positions and order
         self.counters()

@@ -4,7 +4,8 @@ Every model is a stem G0, residual blocks G1..GL and one *shared* head Wo. `forw
 the stem, the first k blocks and the head; `features(x, depth)` hands back the per-depth representations
 x_1..x_k; `params(depth, first)` lists what a step at that depth may update (stem, blocks first+1..depth, head).
 Blocks are residual *branches* F_j; the stack owns the shortcuts, x_j = F_j(x_{j-1}) + S_j(x_0..x_{j-1}), with S_j
-the shortcut mix of the model's topology (lpa_core.topology; the default, cascade, is S_j = x_{j-1}). A block owns
+the shortcut mix of the model's topology (lpa_core.topology; the default, cascade, is S_j = x_{j-1}; under wiring
+`add` the block's own x_{j-1} is kept beside the mix, as in the ANCRé authors' code). A block owns
 the coefficients of the shortcuts into it (`block.shortcut`), so `params` carries them with the block.
 
 Models carry a leading *run* axis of size `n_runs`: runs that share a schedule (seeds, surfaces) train as one
@@ -29,8 +30,8 @@ class ResidualStack(nn.Module):
     """stem -> blocks[:depth] -> head; subclasses set stem, blocks (ModuleList of branches), head, n_runs, then
     call `connect` to choose the topology (it may attach coefficients to the blocks)."""
 
-    def connect(self, topology="cascade", tau=0.1, normalisation="ingoing"):
-        self.topology = make_topology(topology, tau=tau, normalisation=normalisation)
+    def connect(self, topology="cascade", tau=0.1, normalisation="ingoing", wiring="replace"):
+        self.topology = make_topology(topology, tau=tau, normalisation=normalisation, wiring=wiring)
         self.topology.attach(self.blocks, self.n_runs)
 
     keep = None  # per-block layer-dropout masks, set only inside `dropping`
@@ -94,7 +95,9 @@ class BlockStack(ResidualStack):
     block_j(h) - P_j(h) is block j's branch; P_j maps a state to block j's output shape, parameter-free (identity
     where every block keeps the shape, as in ViTs and decoders; ResNetStack.project pools and zero-pads). With
     p_{j-1,j} = 1 and every other p_ij = 0 this is the library model again (up to rounding). A block dropped by
-    `dropping` leaves x_j = sum_i p_ij P_j(x_i) (cascade: P_j(x_{j-1})), without running the block."""
+    `dropping` leaves x_j = sum_i p_ij P_j(x_i) (cascade: P_j(x_{j-1})), without running the block. Under wiring
+    `add` (the authors' code) the block keeps its own shortcut: x_j = block_j(x_{j-1}) + sum_i p_ij P_j(x_i), and
+    a dropped block leaves P_j(x_{j-1}) + sum_i p_ij P_j(x_i)."""
 
     n_runs = 1
     amp = False
@@ -113,22 +116,22 @@ class BlockStack(ResidualStack):
 
     def step(self, j, xs, w):
         """x_j from the states xs = [x_0..x_{j-1}] and block j's topology weights w. The mix is one fused running
-        sum that keeps no copies for backward (lpa_core.topology.mix_states); for a block kept whole, its own
-        shortcut is folded into the coefficients (p_{j-1,j} - 1 on x_{j-1}), so one-hot coefficients give the
-        library block's output bit for bit."""
-        block, h, k = self.blocks[j - 1], xs[-1], self.kept(j)
+        sum that keeps no copies for backward (lpa_core.topology.mix_states); for a block kept whole under wiring
+        replace, its own shortcut is folded into the coefficients (p_{j-1,j} - 1 on x_{j-1}), so one-hot
+        coefficients give the library block's output bit for bit; under add it stays."""
+        block, h, k, add = self.blocks[j - 1], xs[-1], self.kept(j), self.topology.add
         mix = self.topology.block_weights(w, xs)  # (p, states), None under cascade
         P, PT = lambda x: self.project(x, j, h), lambda g, shape: self.unproject(g, j, h, shape)
         if k is False:
-            return P(h) if mix is None else mix_states(torch.zeros_like(P(h)), *mix, P, PT)
+            return P(h) if mix is None else mix_states(P(h) if add else torch.zeros_like(P(h)), *mix, P, PT)
         out = block(h)
         if k is None:
             if mix is None:
                 return out
             p, states = mix
-            return mix_states(out, torch.cat([p[:-1], p[-1:] - 1]), states, P, PT)
+            return mix_states(out, p if add else torch.cat([p[:-1], p[-1:] - 1]), states, P, PT)
         f = self.gate(out - P(h), k)
-        return P(h) + f if mix is None else mix_states(f, *mix, P, PT)
+        return P(h) + f if mix is None else mix_states(P(h) + f if add else f, *mix, P, PT)
 
     def walk(self, x, depth=None):
         """x_1..x_depth one at a time (a generator). Under cascade only the last state is kept alive, so
@@ -210,7 +213,7 @@ class Tape:
 
 class ResMLP(ResidualStack):
     """The paper's residual MLP (Sec 5.1): linear stem d_in->width, `depth` blocks of width `width`, linear head.
-    Inputs [R, d_in, B], outputs [R, d_out, B]. `topology`, `tau`, `normalisation`: see lpa_core.topology.
+    Inputs [R, d_in, B], outputs [R, d_out, B]. `topology`, `tau`, `normalisation`, `wiring`: see lpa_core.topology.
 
     A fast path for the cascade topology with ReLU (`fast`; lpa_core.surfaces uses it unless LPA_FAST=0): `tape`
     is the forward without autograd, keeping the activations, and `backward` a hand-written backward that writes
@@ -223,7 +226,7 @@ class ResMLP(ResidualStack):
     saves is the graph, the engine and the gradient copies: per op, not per FLOP (benchmarks/profile_step.py)."""
 
     def __init__(self, seeds, d_in=2, d_out=1, width=10, depth=6, activation="relu", topology="cascade", tau=0.1,
-                 normalisation="ingoing"):
+                 normalisation="ingoing", wiring="replace"):
         super().__init__()
         self.n_runs = len(seeds)
         self.stem = RunLinear(self.n_runs, d_in, width)
@@ -233,7 +236,7 @@ class ResMLP(ResidualStack):
         for m in self.modules():
             if isinstance(m, RunLinear):
                 m.reset(gens)
-        self.connect(topology, tau=tau, normalisation=normalisation)
+        self.connect(topology, tau=tau, normalisation=normalisation, wiring=wiring)
         self.fast = isinstance(self.topology, Cascade) and activation == "relu"
 
     @torch.no_grad()

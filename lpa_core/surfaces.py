@@ -51,7 +51,7 @@ class SurfaceTask(Task):
                                                                 for t in zip(*data))
         self.model = create_model(cfg.arch, [s for _, s in cfg.runs], width=cfg.width, depth=cfg.depth,
                                   activation=cfg.activation, topology=cfg.topology, tau=cfg.tau,
-                                  normalisation=cfg.normalisation).to(cfg.device)
+                                  normalisation=cfg.normalisation, wiring=cfg.wiring).to(cfg.device)
         m = self.model  # head and stem first: every prefix step's parameters are one span of the flat buffer
         order = [p for mod in (m.head, m.stem, *m.blocks) for p in mod.parameters()]
         self.opt = RunAdam(order, lr=cfg.lr, weight_decay=cfg.weight_decay, groups=[list(b.parameters()) for b in m.blocks])

@@ -27,12 +27,24 @@ nn.init.zeros_ / initializers.zeros on every logit; they freeze the one logit of
 L-1 (outgoing); here it stays a parameter, and under ingoing its gradient is identically 0, so it never moves).
 normalisation=none starts as cascade: c_{j-1,j} = 1, every other c_ij = 0.
 
-Where we differ from the authors' code: there each block keeps its own residual and the mix is added on top,
-x_j = x_{j-1} + F_j(x_{j-1}) + sum_i p_ij x_i (the cascaded shortcut effectively weighs 1 + p_{j-1,j}); we follow
-the paper, where the mix replaces the cascade (Sec 4.1: 'if some p_ij = 1, the construction reduces to adding a
-standard residual connection between layers i and j'; Sec 5.3: 'after removing the original cascaded residual
-connections'), so one-hot coefficients give back a fixed topology exactly. Their code's default temperature is
-1e-2 (ANCReConfig, LLM and RL defaults; the README's DiT command passes 1e-1); the paper's 0.1 is ours (cfg.tau).
+Wiring (TrainConfig.wiring): where the mix goes.
+  replace  x_j = F_j(x_{j-1}) + S_j: the mix replaces the cascaded shortcut, as the paper's text has it (Sec 4.1: 'if
+           some p_ij = 1, the construction reduces to adding a standard residual connection between layers i and
+           j'; Sec 5.3: 'after removing the original cascaded residual connections'), so one-hot coefficients give
+           back a fixed topology exactly. The default on the residual MLP and the vision stacks.
+  add      x_j = x_{j-1} + F_j(x_{j-1}) + S_j: each block keeps its own residual and the mix is added after it, as
+           the authors' code runs it (zhangyilang/ANCRe: ancre/ancre.py is called on each decoder layer's output in
+           llm/pretraining/modeling_llama.py; the DiT and RL scripts likewise). With one-hot coefficients p_ij =
+           [i = s_j] the model is the cascade model plus one extra shortcut per block, x_j = x_{j-1} + F_j(x_{j-1})
+           + x_{s_j}; with s_j = j-1 the standard residual with its shortcut doubled, x_j = 2 x_{j-1} + F_j(x_{j-1})
+           (tested). The default for language models (their LLaMA numbers were made so, with tau 0.01).
+Under add the other variants take the authors' form: gains = their NaiveLearnableResidualConnections, x_1 = x_0 +
+F_1(x_0) (no gain into block 1: block 1 owns no coefficient) and x_j = x_{j-1} + F_j(x_{j-1}) + g_j x_{j-1} for j >=
+2, g_j = 1 at the start; all_fixed = their 'constant' parameterisation (frozen zero logits: p_ij = 1/j) added on
+top; ancre none starts at c = 0, i.e. as the cascade model (under replace it starts at the one-hot cascade
+coefficients). cascade has no mix: it is the standard residual under either wiring.
+The authors' code defaults the temperature to 1e-2 (ANCReConfig, LLM and RL defaults; the README's DiT command
+passes 1e-1); the paper's 0.1 is ours (cfg.tau), 0.01 in the LM configs. Remaining differences: docs/ancre-wiring.md.
 """
 import math
 
@@ -40,6 +52,7 @@ import torch
 from torch import nn
 
 NORMALISATIONS = ("ingoing", "outgoing", "none")
+WIRINGS = ("replace", "add")
 
 
 def mix(f, xs, w):
@@ -109,10 +122,18 @@ def mix_states(base, c, xs, proj=None, proj_t=None):
 class Topology:
     """The interface the stack uses: attach coefficients to the blocks, `weights(blocks, depth)` once per forward
     (one entry per block 1..depth), `join(f, xs, w)` = x_j from the branch output f = F_j(x_{j-1}), the states
-    xs = [x_0..x_{j-1}] and block j's weights; `matrix(blocks)` = [p_j [R, j] for j = 1..L] for reporting."""
+    xs = [x_0..x_{j-1}] and block j's weights (`mix`, then the block's own shortcut added under wiring add);
+    `matrix(blocks)` = [p_j [R, j] for j = 1..L], the mix's coefficients, for reporting."""
 
-    def __init__(self, tau=0.1, normalisation="ingoing"):
-        self.tau, self.normalisation = tau, normalisation
+    def __init__(self, tau=0.1, normalisation="ingoing", wiring="replace"):
+        self.tau, self.normalisation, self.wiring = tau, normalisation, wiring
+
+    @property
+    def add(self):
+        return self.wiring == "add"
+
+    def join(self, f, xs, w):
+        return self.mix(xs[-1] + f if self.add else f, xs, w)
 
     def attach(self, blocks, n_runs):
         pass
@@ -130,16 +151,17 @@ class Topology:
 
 
 def _cascaded(blocks, gain=None):
-    """p_j [R or 1, j] with p_{j-1,j} = 1 (or block j's gain) and 0 elsewhere."""
+    """p_j [R or 1, j] with p_{j-1,j} = 1 (or block j's gain; 0 for a block without one) and 0 elsewhere."""
     out = []
     for j, b in enumerate(blocks, 1):
-        g = torch.ones(1, 1) if gain is None else b.shortcut.detach().reshape(-1, 1).cpu()
+        g = torch.ones(1, 1) if gain is None else b.shortcut.detach().reshape(-1, 1).cpu() if hasattr(b, "shortcut") \
+            else torch.zeros(1, 1)
         out.append(torch.cat([torch.zeros(g.shape[0], j - 1), g], 1))
     return out
 
 
 class Cascade(Topology):
-    def join(self, f, xs, w):
+    def join(self, f, xs, w):  # the standard residual under either wiring
         return xs[-1] + f
 
     def block_weights(self, w, xs):
@@ -150,25 +172,27 @@ class Cascade(Topology):
 
 
 class Gains(Topology):
+    """replace: x_j = F_j + g_j x_{j-1} for every j; add (the authors' form): no gain into block 1."""
+
     def attach(self, blocks, n_runs):
-        for b in blocks:
+        for b in blocks[1:] if self.add else blocks:
             b.shortcut = nn.Parameter(torch.ones(n_runs, 1, 1))
 
     def weights(self, blocks, depth):
-        return [b.shortcut for b in blocks[:depth]]
+        return [getattr(b, "shortcut", None) for b in blocks[:depth]]
 
-    def join(self, f, xs, w):
-        return torch.addcmul(f, w, xs[-1])
+    def mix(self, f, xs, w):
+        return f if w is None else torch.addcmul(f, w, xs[-1])
 
     def block_weights(self, w, xs):
-        return w.reshape(1), xs[-1:]
+        return None if w is None else (w.reshape(1), xs[-1:])
 
     def matrix(self, blocks):
         return _cascaded(blocks, gain=True)
 
 
 class AllFixed(Topology):
-    def join(self, f, xs, w):
+    def mix(self, f, xs, w):
         return mix(f, xs, torch.full((f.shape[0], len(xs)), 1 / len(xs), dtype=f.dtype, device=f.device))
 
     def block_weights(self, w, xs):
@@ -182,8 +206,8 @@ class Ancre(Topology):
     def attach(self, blocks, n_runs):
         for j, b in enumerate(blocks, 1):
             c = torch.zeros(n_runs, j)
-            if self.normalisation == "none":
-                c[:, j - 1] = 1.0  # unnormalised coefficients start as cascade
+            if self.normalisation == "none" and not self.add:
+                c[:, j - 1] = 1.0  # unnormalised coefficients start as cascade (under add: at c = 0)
             b.shortcut = nn.Parameter(c)
 
     def weights(self, blocks, depth):
@@ -199,7 +223,7 @@ class Ancre(Topology):
         P = torch.softmax(torch.stack(cols, 2), dim=2)
         return [P[:, :j, j - 1] for j in range(1, n + 1)]
 
-    def join(self, f, xs, w):
+    def mix(self, f, xs, w):
         return mix(f, xs, w)
 
     def matrix(self, blocks):
@@ -209,14 +233,16 @@ class Ancre(Topology):
 TOPOLOGIES = {"cascade": Cascade, "ancre": Ancre, "all_fixed": AllFixed, "gains": Gains}
 
 
-def make_topology(name="cascade", tau=0.1, normalisation="ingoing"):
+def make_topology(name="cascade", tau=0.1, normalisation="ingoing", wiring="replace"):
     if name not in TOPOLOGIES:
         raise ValueError(f"topology: unknown '{name}' (valid: {', '.join(TOPOLOGIES)})")
     if normalisation not in NORMALISATIONS:
         raise ValueError(f"normalisation: unknown '{normalisation}' (valid: {', '.join(NORMALISATIONS)})")
+    if wiring not in WIRINGS:
+        raise ValueError(f"wiring: unknown '{wiring}' (valid: {', '.join(WIRINGS)})")
     if not tau > 0:
         raise ValueError(f"tau: must be > 0, got {tau}")
-    return TOPOLOGIES[name](tau=tau, normalisation=normalisation)
+    return TOPOLOGIES[name](tau=tau, normalisation=normalisation, wiring=wiring)
 
 
 @torch.no_grad()

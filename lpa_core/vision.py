@@ -65,18 +65,21 @@ def family(arch):
     return "resnet" if arch.startswith("resnet") else "vit"
 
 
-def make_optimizer(model, arch, lr, weight_decay):
+def make_optimizer(model, arch, lr, weight_decay, shortcut_decay=False):
     """The family's torch.optim optimizer (RECIPES). Shortcut coefficients (lpa_core.topology: `block.shortcut`)
     get no weight decay in either family (our choice: the papers are silent; decay would pull ANCRe's logits
-    towards uniform coefficients and the gains towards 0)."""
+    towards uniform coefficients and the gains towards 0), unless shortcut_decay (the authors' one group)."""
     coeffs = [p for name, p in model.named_parameters() if name.endswith(".shortcut")]
+    if shortcut_decay:
+        coeffs = []
     if family(arch) == "resnet":
-        rest = [p for name, p in model.named_parameters() if not name.endswith(".shortcut")]
+        rest = [p for p in model.parameters() if all(p is not c for c in coeffs)]
         groups = [{"params": rest}] + ([{"params": coeffs, "weight_decay": 0.0}] if coeffs else [])
         return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
     decay, plain = [], []
     for name, p in model.named_parameters():
-        (plain if p.ndim <= 1 or name.endswith(("pos_embed", "cls_token", ".shortcut")) else decay).append(p)
+        wd = shortcut_decay if name.endswith(".shortcut") else p.ndim > 1 and not name.endswith(("pos_embed", "cls_token"))
+        (decay if wd else plain).append(p)
     return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}], lr=lr)
 
 
@@ -123,12 +126,13 @@ class VisionTask(OneRunTask):
         with torch.random.fork_rng(devices=[]):  # the init stream: the run's seed, separate from the data's
             torch.manual_seed(1_000_003 + self.seed)
             model = create_vision_model(cfg.arch, num_classes=spec.classes, in_chans=spec.channels, img_size=spec.size,
-                                        head=cfg.head, topology=cfg.topology, tau=cfg.tau, normalisation=cfg.normalisation)
+                                        head=cfg.head, topology=cfg.topology, tau=cfg.tau, normalisation=cfg.normalisation,
+                                        wiring=cfg.wiring)
         self.channels_last = family(cfg.arch) == "resnet" and (cfg.memory_format == "channels_last" or (
             cfg.memory_format == "auto" and self.amp and self.device.type == "cuda"))
         self.model = model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
         self.model.amp = self.amp
-        self.opt = make_optimizer(self.model, cfg.arch, cfg.lr, cfg.weight_decay)
+        self.opt = make_optimizer(self.model, cfg.arch, cfg.lr, cfg.weight_decay, cfg.shortcut_decay == "same")
         self.lr = cfg.lr
         self.gen = torch.Generator().manual_seed(2_000_003 + self.seed)  # batch order and augmentation
         self.counters()

@@ -99,7 +99,7 @@ class ResNetStack(VisionStack):
     """torchvision's BasicBlock ResNet taken apart: stem, the BasicBlocks in order, the shared PadHead."""
 
     def __init__(self, layers, widths=(64, 128, 256, 512), num_classes=10, in_chans=3, img_size=32, head="pad",
-                 topology="cascade", tau=0.1, normalisation="ingoing"):
+                 topology="cascade", tau=0.1, normalisation="ingoing", wiring="replace"):
         super().__init__()
         from lpa_core._torchvision import import_torchvision
 
@@ -127,7 +127,7 @@ class ResNetStack(VisionStack):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
-        self.connect(topology, tau=tau, normalisation=normalisation)
+        self.connect(topology, tau=tau, normalisation=normalisation, wiring=wiring)
 
     def project(self, h, j, ref):
         """h in the shape of block j's output (its input is ref), parameter-free: average-pool to its resolution,
@@ -206,7 +206,7 @@ class ViTStack(VisionStack):
     """timm's VisionTransformer taken apart: stem, its transformer blocks, the shared head."""
 
     def __init__(self, embed_dim, depth, num_heads, mlp_ratio=4.0, num_classes=10, in_chans=3, img_size=32, head="pad",
-                 topology="cascade", tau=0.1, normalisation="ingoing"):
+                 topology="cascade", tau=0.1, normalisation="ingoing", wiring="replace"):
         super().__init__()
         if head != "pad":
             raise ValueError(f"head: '{head}' is for ResNets (valid for a ViT: pad)")
@@ -214,7 +214,7 @@ class ViTStack(VisionStack):
 
         vit = self.make_timm(import_timm(), embed_dim, depth, num_heads, mlp_ratio, num_classes, in_chans, img_size)
         self.stem, self.blocks, self.head = ViTStem(vit), vit.blocks, ViTHead(vit)
-        self.connect(topology, tau=tau, normalisation=normalisation)
+        self.connect(topology, tau=tau, normalisation=normalisation, wiring=wiring)
 
     @staticmethod
     def make_timm(timm, embed_dim, depth, num_heads, mlp_ratio, num_classes, in_chans, img_size):

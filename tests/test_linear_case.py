@@ -109,3 +109,30 @@ def test_command_writes_documented_outputs(tmp_path):
     run = json.loads((tmp_path / "c.json").read_text())
     assert {"git_commit", "hardware", "command", "date", "case", "ancre_p_final"} <= set(run)
     assert out["fig"].stat().st_size > 10_000
+    claims = pd.read_csv(tmp_path / "c_claims.csv")
+    assert list(claims.columns) == lc.CLAIM_COLUMNS and set(claims.claim) == set(lc.CASE_CLAIMS)
+    assert set(claims.verdict) <= {"reproduced", "not reproduced"} and "0:2+2:3" in set(curves.topology)
+    assert [c["claim"] for c in run["claims"]] == list(lc.CASE_CLAIMS)
+
+
+def curves_of(finals, steps=(0, 10, 20)):
+    """Synthetic ancre_case.csv rows, panel b, K = 3: {topology: [final loss per seed]}, each from 1.0 at 0."""
+    rows = [("b", t, 3, s, it, it * 0.05, 1.0 if it == 0 else f ** (it / steps[-1]))
+            for t, fs in finals.items() for s, f in enumerate(fs) for it in steps]
+    return pd.DataFrame(rows, columns=lc.COLUMNS)
+
+
+def test_case_claims_judge_the_curves():
+    """a faster than b: a's final loss lower in a majority of seeds; a claim holds when all its pairs do."""
+    paper = curves_of({"none": [1e-2] * 3, "cascade": [1e-4] * 3, "0:1": [1e-6, 1e-6, 1e-3]})
+    got = {j["claim"]: j for j in lc.case_claims(paper)}
+    assert got["case_01_faster_than_cascade"]["verdict"] == "reproduced"
+    p = got["case_01_faster_than_cascade"]["pairs"][0]
+    assert (p["seeds"], p["seeds_faster"], p["final_faster"], p["final_slower"]) == (3, 2, 1e-6, 1e-4)
+    assert (p["it_1e-2_faster"], p["it_1e-2_slower"]) == (10, 10) and p["it_1e-4_faster"] == 20
+    assert got["case_order_none_cascade_01"]["verdict"] == "reproduced"
+    ours = curves_of({"none": [1e-5] * 3, "cascade": [1e-4] * 3, "0:1": [1e-3] * 3})  # the cascade beats 0:1 here
+    got = {j["claim"]: j["verdict"] for j in lc.case_claims(ours)}
+    assert got == {"case_01_faster_than_cascade": "not reproduced", "case_order_none_cascade_01": "not reproduced"}
+    missing = {j["claim"]: j["verdict"] for j in lc.case_claims(curves_of({"none": [1e-2], "cascade": [1e-4]}))}
+    assert missing == {"case_01_faster_than_cascade": "not run", "case_order_none_cascade_01": "not run"}

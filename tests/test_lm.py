@@ -120,10 +120,11 @@ def test_lm_config_keys():
 
 # --- training -----------------------------------------------------------------------------------------------------
 
-def test_lpa_leaves_inactive_decoder_layers_untouched(data_dir):
+@pytest.mark.parametrize("wiring", ["add", "replace"])
+def test_lpa_leaves_inactive_decoder_layers_untouched(data_dir, wiring):
     """A prefix step at depth d changes no parameter, gradient-free Adam state or step count of decoder layers > d,
-    bit for bit (ANCRé's shortcut logits of those blocks included)."""
-    ctx = LMTask(tiny_cfg(data_dir, topology="ancre", tau=0.01, weight_decay=0.1))
+    bit for bit (ANCRé's shortcut logits of those blocks included), in both wirings."""
+    ctx = LMTask(tiny_cfg(data_dir, topology="ancre", tau=0.01, weight_decay=0.1, wiring=wiring, shortcut_decay="same"))
     x, y = next(ctx.batches())
     ctx.step(ctx.loss(x, y), ctx.model.params())  # every block has optimizer state now
     for d in range(1, ctx.model.depth):
@@ -213,7 +214,7 @@ def test_table5_and_figures_from_runs(data_dir, tmp_path):
     assert main(["samples", "--runs", *dirs, "--out", str(out / "s.txt")]) == 0
     tab = pd.read_csv(out / "table5.csv")
     ppl = tab[tab.metric == "val_ppl"]
-    assert len(ppl) == 3 * 4 and set(ppl.topology) == {"cascade", "ancre"}
+    assert len(ppl) == 3 * 4 and set(ppl.topology) == {"cascade", "ancre_add"}  # the LM default wiring: the authors'
     steps = tab[tab.metric == "steps"].set_index(["paradigm", "topology"])["mean"]
     assert steps[("lpa", "cascade")] == 5 * steps[("simultaneous", "cascade")]  # L + 1 = 5 steps per batch
     md = (out / "table5.md").read_text()

@@ -33,8 +33,9 @@ def make_cfg(**kw):
     return TrainConfig(**base)
 
 
-def model(topology="ancre", normalisation="ingoing", seeds=(0, 1), depth=L):
-    return create_model("resmlp", list(seeds), width=6, depth=depth, topology=topology, normalisation=normalisation)
+def model(topology="ancre", normalisation="ingoing", seeds=(0, 1), depth=L, wiring="replace"):
+    return create_model("resmlp", list(seeds), width=6, depth=depth, topology=topology, normalisation=normalisation,
+                        wiring=wiring)
 
 
 def set_logits(m, src, tau=0.1):
@@ -153,6 +154,86 @@ def test_all_fixed_is_the_uniform_mix_and_gains_scale_the_cascade():
     assert [p for _, j, i, p in coefficients(g) if i == j - 1][:L] == [0.5 * j for j in range(1, L + 1)]
 
 
+# --- wiring: replace (the paper's text) and add (the authors' code) --------------------------------------------------
+
+def add_by_hand(m, x, coeff):
+    """x_j = x_{j-1} + F_j(x_{j-1}) + sum_i coeff(j)[i] x_i: the authors' wiring, written out with the branches."""
+    xs = [m.stem(x)]
+    for j, b in enumerate(m.blocks, 1):
+        xs.append(xs[-1] + b(xs[-1]) + sum(c * h for c, h in zip(coeff(j), xs)))
+    return xs[1:]
+
+
+def test_wiring_is_a_config_key_resolved_per_task():
+    assert TrainConfig().wiring == "replace" and TrainConfig(arch="resnet10_w16", datasets=("cifar10",)).wiring == "replace"
+    assert TrainConfig(arch="lm_tiny", datasets=("pydoc",)).wiring == "add"  # the authors' LLaMA wiring
+    assert make_cfg(wiring="add").wiring == "add" and TrainConfig().shortcut_decay == "none"
+    assert make_cfg(weight_decay=0.1).shortcut_decay == "same"  # the surface optimizer decays every parameter, as ever
+    assert TrainConfig(arch="resnet10_w16", datasets=("cifar10",), weight_decay=0.1).shortcut_decay == "none"
+    with pytest.raises(ValueError, match=r"wiring: unknown 'both' \(valid: auto, replace, add\)"):
+        make_cfg(wiring="both")
+    with pytest.raises(ValueError, match=r"wiring: unknown 'x' \(valid: replace, add\)"):
+        make_topology("ancre", wiring="x")
+    with pytest.raises(ValueError, match="shortcut_decay: the surface optimizer decays every parameter alike"):
+        make_cfg(weight_decay=0.1, shortcut_decay="none")
+    with pytest.raises(ValueError, match=r"shortcut_decay: unknown 'yes' \(valid: auto, none, same\)"):
+        make_cfg(shortcut_decay="yes")
+
+
+@pytest.mark.parametrize("name,src", [("cascade_pattern", lambda j: j - 1), ("all_from_input", lambda j: 0),
+                                      ("mixed", lambda j: [0, 0, 1, 0, 3][j - 1])])
+@pytest.mark.parametrize("normalisation", ["ingoing", "none"])
+def test_add_with_one_hot_coefficients_is_cascade_plus_one_shortcut(name, src, normalisation):
+    """Under add and p_ij = [i = s_j] the model is the cascade model with one extra shortcut s_j -> j per block:
+    x_j = x_{j-1} + F_j(x_{j-1}) + x_{s_j}; with s_j = j-1, x_j = 2 x_{j-1} + F_j(x_{j-1}): not the cascade model."""
+    m, ref = model("ancre", normalisation, wiring="add"), model("cascade")
+    if normalisation == "none":
+        with torch.no_grad():
+            for j, b in enumerate(m.blocks, 1):
+                b.shortcut.zero_()
+                b.shortcut[:, src(j)] = 1.0
+    else:
+        set_logits(m, src)
+    x = torch.rand(2, 2, 33) * 2 - 1
+    with torch.no_grad():
+        want = add_by_hand(m, x, lambda j: [float(i == src(j)) for i in range(j)])
+        assert all(torch.equal(a, b) for a, b in zip(m.features(x), want))
+        assert not torch.allclose(m(x), ref(x))
+
+
+def test_add_variants_take_the_authors_form():
+    """ancre none starts at c = 0 (the cascade model); gains: no gain into block 1, x_j = x_{j-1} + F_j + g_j x_{j-1}
+    (g_j = 1 at the start, i.e. 2 x_{j-1} + F_j); all_fixed: the constant mix 1/j added on top."""
+    x = torch.rand(2, 2, 33) * 2 - 1
+    ref = model("cascade")
+    with torch.no_grad():
+        m = model("ancre", "none", wiring="add")
+        assert all(torch.equal(a, b) for a, b in zip(m.features(x), ref.features(x)))
+        assert all((b.shortcut == 0).all() for b in m.blocks)
+        g = model("gains", wiring="add")
+        assert not hasattr(g.blocks[0], "shortcut") and [tuple(b.shortcut.shape) for b in g.blocks[1:]] == [(2, 1, 1)] * (L - 1)
+        want = add_by_hand(g, x, lambda j: [0.0] * (j - 1) + [float(j > 1)])
+        assert all(torch.allclose(a, b, rtol=1e-6, atol=1e-6) for a, b in zip(g.features(x), want))
+        for j, b in enumerate(g.blocks[1:], 2):
+            b.shortcut.fill_(0.5 * j)
+        want = add_by_hand(g, x, lambda j: [0.0] * (j - 1) + [0.5 * j * (j > 1)])
+        assert all(torch.allclose(a, b, rtol=1e-6, atol=1e-6) for a, b in zip(g.features(x), want))
+        assert [p for _, j, i, p in coefficients(g) if i == j - 1][:L] == [0.0] + [0.5 * j for j in range(2, L + 1)]
+        f = model("all_fixed", wiring="add")
+        assert all(torch.allclose(a, b, rtol=1e-6, atol=1e-6)
+                   for a, b in zip(f.features(x), add_by_hand(f, x, lambda j: [1 / j] * j)))
+
+
+def test_add_differs_from_replace_at_initialisation():
+    """Uniform start: the coefficient on x_{j-1} is 1 + 1/j under add, 1/j under replace (the issue's 1.7 vs 38)."""
+    x = torch.rand(2, 2, 33) * 2 - 1
+    with torch.no_grad():
+        a, r = model("ancre", wiring="add"), model("ancre")
+        assert all(torch.allclose(u, v, rtol=1e-6, atol=1e-6)
+                   for u, v in zip(a.features(x), add_by_hand(a, x, lambda j: [1 / j] * j)))
+        assert not torch.allclose(a(x), r(x))
+
+
 # --- the inactive-block guarantee -----------------------------------------------------------------------------------
 
 def snapshot(ctx):
@@ -167,10 +248,12 @@ def snapshot(ctx):
     return snap
 
 
+@pytest.mark.parametrize("wiring", ["replace", "add"])
 @pytest.mark.parametrize("normalisation", ["ingoing", "outgoing", "none"])
 @pytest.mark.parametrize("decoupled", [True, False])
-def test_lpa_prefix_steps_leave_deeper_blocks_and_their_coefficients_bit_for_bit(normalisation, decoupled):
-    ctx = Context(make_cfg(normalisation=normalisation, weight_decay=0.1, paradigm="lpa"))
+def test_lpa_prefix_steps_leave_deeper_blocks_and_their_coefficients_bit_for_bit(normalisation, decoupled, wiring):
+    ctx = Context(make_cfg(normalisation=normalisation, weight_decay=0.1, shortcut_decay="same", paradigm="lpa",
+                           wiring=wiring))
     ctx.opt.decoupled = decoupled
     simultaneous(ctx, 0)  # warm: Adam moments and step counts non-zero everywhere, coefficients off their init
     assert (ctx.opt.b1t < 1).all()
@@ -284,9 +367,10 @@ def test_topology_registry_matches_the_schema():
 VISION = ["resnet10_w16", "vit6_d64"]  # the smallest of each family: 4 and 6 blocks
 
 
-def vmodel(arch, topology="ancre", normalisation="ingoing", img_size=32):
+def vmodel(arch, topology="ancre", normalisation="ingoing", img_size=32, wiring="replace"):
     torch.manual_seed(0)  # same library weights whatever the topology (coefficients attach after, init without RNG)
-    return create_vision_model(arch, topology=topology, normalisation=normalisation, img_size=img_size).eval()
+    return create_vision_model(arch, topology=topology, normalisation=normalisation, img_size=img_size,
+                               wiring=wiring).eval()
 
 
 def randomise(m):
@@ -348,16 +432,46 @@ def test_vision_fixed_patterns_match_a_hand_computation(arch, name, coeff):
             assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
+def vision_add_by_hand(m, x, coeff, drop=()):
+    """x_j = block_j(x_{j-1}) + sum_i coeff(j)[i] P_j(x_i) (a block in `drop`: P_j(x_{j-1}) + the mix)."""
+    xs = [m.stem(x)]
+    for j, b in enumerate(m.blocks, 1):
+        h = xs[-1]
+        P = lambda z: m.project(z, j, h)  # noqa: E731
+        xs.append((P(h) if j in drop else b(h)) + sum(p * P(z) for p, z in zip(coeff(j), xs)))
+    return xs[1:]
+
+
 @pytest.mark.parametrize("arch", VISION)
-def test_vision_mix_gradients_match_plain_autograd(arch):
-    """The fused mix's own backward (lpa_core.topology.mix_states) against autograd through the hand computation,
-    in float64, for the coefficients and every weight."""
-    m = vmodel(arch, "ancre").double()
+@pytest.mark.parametrize("name,src", [("cascade_pattern", lambda j: j - 1), ("all_from_input", lambda j: 0)])
+def test_vision_add_with_one_hot_coefficients_is_the_library_model_plus_one_shortcut(arch, name, src):
+    """Under add the library block runs untouched (its own shortcut, ResNet's projection shortcut included) and
+    P_j(x_{s_j}) is added after it; a block dropped whole leaves P_j(x_{j-1}) + the mix."""
+    m = vmodel(arch, "ancre", wiring="add")
+    set_logits(m, src)
+    coeff = lambda j: [float(i == src(j)) for i in range(j)]  # noqa: E731
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        for a, b in zip(m.features(x), vision_add_by_hand(m, x, coeff)):
+            assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-5, atol=1e-5)
+        with m.dropping([True, False] + [True] * (m.depth - 2)):
+            got = m.features(x)
+        for a, b in zip(got, vision_add_by_hand(m, x, coeff, drop=(2,))):
+            assert torch.allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", VISION)
+@pytest.mark.parametrize("wiring", ["replace", "add"])
+def test_vision_mix_gradients_match_plain_autograd(arch, wiring):
+    """The fused mix's own backward (lpa_core.topology.mix_states) against autograd through the hand computation
+    of either wiring, in float64, for the coefficients and every weight."""
+    m = vmodel(arch, "ancre", wiring=wiring).double()
     randomise(m)
     x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
     ours = torch.autograd.grad(m.head(m.features(x)[-1]).square().sum(), list(m.parameters()))
     w = [p[0] for p in m.topology.weights(m.blocks, None)]
-    ref = torch.autograd.grad(m.head(vision_by_hand(m, x, lambda j: w[j - 1])[-1]).square().sum(), list(m.parameters()))
+    by_hand_ = vision_add_by_hand if wiring == "add" else vision_by_hand
+    ref = torch.autograd.grad(m.head(by_hand_(m, x, lambda j: w[j - 1])[-1]).square().sum(), list(m.parameters()))
     assert all(torch.allclose(a, b, rtol=1e-9, atol=1e-12) for a, b in zip(ours, ref))
 
 
@@ -398,14 +512,16 @@ def vision_snapshot(task):
 
 
 @pytest.mark.parametrize("arch", VISION)
-@pytest.mark.parametrize("normalisation", ["ingoing", "outgoing"])
-def test_vision_ancre_under_lpa_leaves_deeper_blocks_and_their_coefficients_bit_for_bit(tiny_images, arch, normalisation):
+@pytest.mark.parametrize("normalisation,wiring", [("ingoing", "replace"), ("outgoing", "replace"), ("ingoing", "add"),
+                                                  ("outgoing", "add")])
+def test_vision_ancre_under_lpa_leaves_deeper_blocks_and_their_coefficients_bit_for_bit(tiny_images, arch, normalisation,
+                                                                                       wiring):
     """After a warm epoch (momentum / Adam moments everywhere): a step at depth d moves blocks <= d (coefficients
     included) and leaves blocks > d, their coefficients, optimizer state and BatchNorm statistics bit for bit, with
     grads None. SGD Nesterov + weight decay (ResNet), AdamW + weight decay (ViT)."""
     from lpa_core.vision import VisionTask
 
-    task = VisionTask(vcfg(arch, paradigm="lpa", normalisation=normalisation))
+    task = VisionTask(vcfg(arch, paradigm="lpa", normalisation=normalisation, wiring=wiring))
     L = task.model.depth
     simultaneous(task, 0)
     assert all(p in task.opt.state for p in task.model.parameters())

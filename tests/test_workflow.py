@@ -123,7 +123,8 @@ def test_tiny_real_run_end_to_end(tmp_path):
     for name in ("fig2_surfaces.png", "fig3_layerwise_saddle.png", "fig3_layerwise_high_freq.png"):
         assert (wd / "figures/quick" / name).stat().st_size > 3_000
     ancre = pd.read_csv(wd / "results/tables/quick/ancre.csv")
-    assert set(ancre.topology) == {"cascade", "ancre"} and ancre["mean"].notna().all()
+    assert set(ancre.topology) == {"cascade", "ancre", "ancre_add"} and ancre["mean"].notna().all()  # ancre_add: LM rows
+    assert set(ancre[ancre.arch == "lm_tiny"].topology) == {"cascade", "ancre", "ancre_add"}  # lm.ancre_variants
     assert (wd / "figures/quick/ancre_fig6_coeffs.png").stat().st_size > 3_000
     assert "ANCR" in (wd / "results/report_quick.html").read_text()
     t2 = pd.read_csv(wd / "results/tables/quick/table2.csv")

@@ -5,7 +5,8 @@
 # recipe (vision_common.smk: vision.recipes, vision.train and the scale's overrides), `ancre.vision.train` on top:
 #   {RUNS}/ancre/{dataset}/{arch}/{paradigm}/{variant}/seed{seed}/
 # A cascade run equal to a Table 2 run (same recipe: ancre.vision.train sets only tau / n_embed, which cascade
-# training does not read) is not trained again: the table reads the Table 2 run.
+# training does not read) is not trained again: the table reads the Table 2 run. The table's LM rows are the LM
+# track's runs of lm.ancre_paradigms (cascade and lm.ancre_variants: lm.smk).
 include: "ancre_common.smk"
 
 

@@ -1,6 +1,6 @@
 # ANCRé Figure 2 (Case Study 3.1): deep linear networks under residual topologies, with the 1/t^2-vs-linear
-# convergence fits. One job: every (depth, topology, seed) trains as one batch (lpa_core/linear_case.py),
-# ~20 s on one CPU core at scale paper, a few seconds at scale quick.
+# convergence fits and the case-study claims judged from the curves (linear_case.CASE_CLAIMS). One job: every
+# (depth, topology, seed) trains as one batch (lpa_core/linear_case.py), ~20 s on one CPU core at scale paper, a few seconds at scale quick.
 #
 #   config/config.yaml                     (every key optional; defaults in lpa_core/linear_case.py)
 #   ancre_case:
@@ -21,6 +21,7 @@ rule ancre_case:
     output:
         csv=f"{TABLES}/ancre_case.csv",
         summary=f"{TABLES}/ancre_case_summary.csv",
+        claims=f"{TABLES}/ancre_case_claims.csv",
         run=f"{TABLES}/ancre_case.json",
         fig=f"{FIGS}/ancre_fig2.png",
     params:
@@ -33,5 +34,5 @@ rule ancre_case:
     conda:
         "../../environment.yml"
     shell:
-        "python -m lpa_core ancre-case {params.args} --out-csv {output.csv} --out-summary {output.summary}"
+        "python -m lpa_core ancre-case {params.args} --out-csv {output.csv} --out-summary {output.summary} --out-claims {output.claims}"
         " --out-json {output.run} --out-fig {output.fig} > {log} 2>&1"

@@ -25,6 +25,16 @@ ANCRE_LEARNED += [d for d, v in ANCRE_VISION_RUNS if v.startswith("ancre")]  # t
 ANCRE_DIRS += [d for d, _ in ANCRE_VISION_RUNS]
 
 
+def ancre_lm_dirs(w):
+    """The LM runs of lm.ancre_paradigms (cascade and each ANCRé variant, lm.smk) for the ANCRé table's LM rows, when
+    the LM track takes part in this scale (regenerating: the cached ones). An input function: LM_RUNS is defined by
+    lm.smk, included after this file."""
+    if not workflow.is_rule("train_lm") or "lm" not in config["scales"][SCALE].get("tracks", ["lm"]):
+        return []
+    dirs = [f"{RUNS}/lm/{LM_ARCH}/{p}/{v}/seed{s}" for p, v in LM_RUNS if p in LMC["ancre_paradigms"] for s in LMC["seeds"]]
+    return [d for d in dirs if os.path.exists(f"{d}/run.json")] if CACHED_ONLY else dirs
+
+
 def ancre_vision_args(w):
     """vision_args of the run (recipe, data, device), then ancre.vision.train and the variant's topology keys."""
     keys = {**AV_TRAIN, **TOPOLOGY_VARIANTS[w.variant]}

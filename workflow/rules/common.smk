@@ -94,15 +94,18 @@ def topology_args(arch, paradigm, variant):
         " --device cuda" if rule_gpus("train_topology") and "device" not in config["ancre"].get("train", {}) else "")
 
 
-# ANCRé topology variants: the name used in paths and tables -> lpa_core train keys (lpa_core/topology.py)
+# ANCRé topology variants: the name used in paths and tables -> lpa_core train keys (lpa_core/topology.py); every
+# learned or fixed mix in the paper's wiring (replace) and, suffixed _add, in the authors' (add)
 TOPOLOGY_VARIANTS = {
-    "cascade": {"topology": "cascade"},
     "ancre": {"topology": "ancre", "normalisation": "ingoing"},
     "ancre_outgoing": {"topology": "ancre", "normalisation": "outgoing"},
     "ancre_none": {"topology": "ancre", "normalisation": "none"},
     "all_fixed": {"topology": "all_fixed"},
     "gains": {"topology": "gains"},
 }
+TOPOLOGY_VARIANTS = {"cascade": {"topology": "cascade"},
+                     **{v: {**k, "wiring": "replace"} for v, k in TOPOLOGY_VARIANTS.items()},
+                     **{f"{v}_add": {**k, "wiring": "add"} for v, k in TOPOLOGY_VARIANTS.items()}}
 
 
 def _outputs_of(name):

@@ -3,7 +3,8 @@
 # Table 5 and two figures from the runs' CSVs (lpa_core/report/).
 #
 #   {RUNS}/lm/{arch}/{paradigm}/{variant}/seed{seed}/   layerwise, history, summary CSV, coeffs.csv, samples.txt, run.json
-#     variant   cascade for every lm.paradigms entry; ancre (ingoing, block level, tau from lm.train) for lm.ancre_paradigms
+#     variant   cascade for every lm.paradigms entry; each of lm.ancre_variants (default ancre_add, the authors' wiring
+#               and the LM default, and ancre, the paper's; ingoing, block level, tau from lm.train) for lm.ancre_paradigms
 #   training keys: lm.train, then the scale's lm.train; arch, corpus, seeds, paradigm lists: the scale's lm, else lm.
 # The corpus (lm.corpus: pydoc offline, hf:NAME[:CONFIG], or local text files) and its BPE tokenizer (cached in
 # lm.data_dir/lm) are read by every job; a tokenizer trained by two jobs at once is the same file (atomic write).

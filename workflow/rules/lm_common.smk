@@ -6,7 +6,8 @@ LM_ARCH = LMC["arch"]
 for _p in LMC["ancre_paradigms"]:
     if _p not in LMC["paradigms"]:
         raise ValueError(f"lm.ancre_paradigms: '{_p}' is not among lm.paradigms")
-LM_RUNS = [(p, "cascade") for p in LMC["paradigms"]] + [(p, "ancre") for p in LMC["ancre_paradigms"]]
+LM_RUNS = [(p, "cascade") for p in LMC["paradigms"]] + [(p, v) for v in LMC.get("ancre_variants", ["ancre_add", "ancre"])
+                                                         for p in LMC["ancre_paradigms"]]
 LM_DIRS = [f"{RUNS}/lm/{LM_ARCH}/{p}/{v}/seed{s}" for p, v in LM_RUNS for s in LMC["seeds"]]
 
 

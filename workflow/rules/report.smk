@@ -9,7 +9,7 @@
 
 # Tables: one rule over the table wildcard; TABLE_RUNS names each table's run folders (lpa_core.report.tables.TABLES
 # names its build). A new table is one entry here and one there.
-TABLE_RUNS = {"table1": SURF_DIRS, "ancre": ANCRE_DIRS, "table2": T2_DIRS, "table3": T3_DIRS, "sec54": SEC54_DIRS,
+TABLE_RUNS = {"table1": SURF_DIRS, "ancre": ANCRE_DIRS + ancre_lm_dirs(None), "table2": T2_DIRS, "table3": T3_DIRS, "sec54": SEC54_DIRS,
               "inference": T2_DIRS, "fig6": T2_DIRS, "table4": T4_DIRS, "table5": LM_DIRS}
 tables = lambda *names: [f"{TABLES}/{n}.{ext}" for n in names for ext in ("csv", "md")]
 
