@@ -136,10 +136,7 @@ class TrainConfig:
                 raise ValueError(f"{key}: a probability in [0, 1), got {getattr(self, key)}")
         if not self.tau > 0:
             raise ValueError(f"tau: must be > 0, got {self.tau}")
-        if self.wiring == "auto":  # resolved here, so run.json records the wiring that ran
-            self.wiring = "add" if lm else "replace"
-        if self.shortcut_decay == "auto":
-            self.shortcut_decay = "same" if self.task == "surfaces" and self.weight_decay else "none"
+        resolve_auto(self.__dict__, self.task)  # so run.json records what ran
         if (self.task == "surfaces" and self.weight_decay and self.shortcut_decay == "none"
                 and self.topology not in ("cascade", "all_fixed")):
             raise ValueError("shortcut_decay: the surface optimizer decays every parameter alike; set shortcut_decay: "
@@ -199,6 +196,7 @@ class TrainConfig:
         """What to_dict() of cls.from_dict(overrides) is, without validating (no task module is imported): the
         workflow's cheap view of the config it asks of a run."""
         d = {f.name: f.default for f in fields(cls)} | dict(overrides)
+        resolve_auto(d, task_of(d["arch"]))
         return {k: list(v) if isinstance(v, (tuple, list)) else v for k, v in d.items()}
 
     def to_dict(self):
@@ -207,12 +205,27 @@ class TrainConfig:
     @property
     def task(self):
         """'vision' for an image arch, 'lm' for a language model, else 'surfaces' (lpa_core.train.make_task)."""
-        from lpa_core.lm import LM_ARCHS, is_pretrained
-        from lpa_core.vision_models import VISION_ARCHS
-
-        return "vision" if self.arch in VISION_ARCHS else "lm" if self.arch in LM_ARCHS or is_pretrained(self.arch) else "surfaces"
+        return task_of(self.arch)
 
     @property
     def runs(self):
         """(dataset, seed) of every run, in the order of the model's run axis."""
         return [(d, s) for d in self.datasets for s in self.seeds]
+
+
+def task_of(arch):
+    """'vision' for an image arch, 'lm' for a language model, else 'surfaces' (lpa_core.train.make_task)."""
+    from lpa_core.lm import LM_ARCHS, is_pretrained
+    from lpa_core.vision_models import VISION_ARCHS
+
+    return "vision" if arch in VISION_ARCHS else "lm" if arch in LM_ARCHS or is_pretrained(arch) else "surfaces"
+
+
+def resolve_auto(d, task):
+    """The 'auto' values a config resolves, in place (d: TrainConfig fields): wiring = add for language models (the
+    authors' LLaMA code), replace otherwise (the paper's text); shortcut_decay = same on the surfaces with weight
+    decay (one decay for every parameter there, as before the key existed), none otherwise."""
+    if d["wiring"] == "auto":
+        d["wiring"] = "add" if task == "lm" else "replace"
+    if d["shortcut_decay"] == "auto":
+        d["shortcut_decay"] = "same" if task == "surfaces" and d["weight_decay"] else "none"
