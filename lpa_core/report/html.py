@@ -272,7 +272,7 @@ CAPTIONS = {  # figure name prefix -> caption ({} = the rest of the name); their
     "fig10_lr": "LPA Figure 10: LPA's test accuracy over epochs under different learning rates.",
     "fig_inference": "LPA Sec. 5.4: accuracy of the truncated model at each depth, and its size and latency relative to the full model.",
     "fig_lm_layerwise": "LPA second version Figure 7 analogue: validation perplexity of a small decoder LM at every depth.",
-    "fig_lm_ancre_curves": "ANCRé Figure 5 analogue: full-depth validation perplexity over optimizer steps, cascade vs ANCRé.",
+    "fig_lm_ancre_curves": "ANCRé Figure 5 analogue: full-depth validation perplexity over optimizer steps, cascade (solid) vs ANCRé in the authors' wiring (ancre_add, dashed) and the paper's (ancre, dotted).",
     "ancre_fig2": "ANCRé Figure 2 (Case Study 3.1): training loss of deep linear nets under residual topologies.",
     "ancre_fig6": "ANCRé Figure 6 analogue: the learned shortcut weights p_ij of the ANCRé runs.",
 }
