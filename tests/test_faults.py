@@ -47,7 +47,7 @@ def snakemake(wd, *args, timeout=600):
                           capture_output=True, text=True, timeout=timeout)
 
 
-def build(tmp, edit, targets=("table1",)):
+def build(tmp, edit, targets=(TABLE,)):
     wd = workdir(tmp, edit)
     r = snakemake(wd, *targets, *QUICK)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -105,12 +105,12 @@ def test_damaged_run_file_is_retrained_to_identical_outputs(clean, tmp_path, kin
     wd = fresh_copy(ref, tmp_path / "wd")
     path = wd / RUNS / "lpa" / FILES[kind]
     damage(path, fault)
-    r = snakemake(wd, "table1", *QUICK)
+    r = snakemake(wd, TABLE, *QUICK)
     assert r.returncode == 0, r.stderr[-3000:]
     assert re.search(rf"run {RUNS}/lpa is (damaged|missing)", r.stderr) or fault == "deleted" and kind == "run.json", r.stderr[-2000:]
     assert "run results/runs/quick/table1/resmlp/simultaneous" not in r.stderr  # only the damaged run is named
     assert outputs(wd) == want
-    assert "Nothing to be done" in snakemake(wd, "-n", "table1", *QUICK).stdout  # the re-trained run counts as fresh
+    assert "Nothing to be done" in snakemake(wd, "-n", TABLE, *QUICK).stdout  # the re-trained run counts as fresh
 
 
 @pytest.mark.parametrize("kind,fault", [("layerwise", "truncated"), pytest.param("summary", "garbage", marks=pytest.mark.slow)])
@@ -124,25 +124,20 @@ def test_regenerate_leaves_a_damaged_run_out_and_names_it(clean, tmp_path, kind,
     assert dry.returncode == 0 and not re.search(r"^train_\w+\s+\d+$", dry.stdout, re.M), dry.stdout[-2000:]
     line = next(l for l in dry.stderr.splitlines() if l.startswith(f"cached_only: table1: left out {RUNS}/lpa:"))
     assert "damaged" in line and FILES[kind] in line
-    r = snakemake(wd, "--profile", "profiles/regenerate", "table1", *QUICK[2:])
+    r = snakemake(wd, "--profile", "profiles/regenerate", TABLE, *QUICK[2:])
     assert r.returncode != 0 and f"cached_only: run {RUNS}/lpa is damaged: {RUNS}/lpa/{FILES[kind]}" in r.stderr, r.stderr[-2000:]
     assert (wd / TABLE).read_bytes() == want[TABLE]  # the table was not rebuilt from the damaged run
     assert not (wd / RUNS / "lpa" / ".fresh").exists()  # and the run was not re-trained (nor taken as fresh)
 
 
-NEEDS_LOADER = pytest.mark.xfail(not (ROOT / "lpa_core/report").is_dir(), strict=True,
-                                 reason="needs engineer D's run loader (lpa_core/report/): table commands verify each run")
-
-
-@pytest.mark.parametrize("fault", [pytest.param("truncated", marks=NEEDS_LOADER), "deleted",
-                                   pytest.param("garbage", marks=NEEDS_LOADER)])
+@pytest.mark.parametrize("fault", ["truncated", "deleted", "garbage"])
 def test_table_command_refuses_a_damaged_run_in_one_line(clean, tmp_path, fault):
-    """The aggregation entry point itself (what the workflow's table1 rule runs) never reads a damaged run."""
+    """The aggregation entry point itself (what the workflow's table rule runs) never reads a damaged run."""
     ref, _ = clean
     wd = fresh_copy(ref, tmp_path / "wd")
     damage(wd / RUNS / "lpa/layerwise.csv", fault)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    r = subprocess.run([sys.executable, "-m", "lpa_core", "table1", "--runs", f"{RUNS}/simultaneous", f"{RUNS}/lpa",
+    r = subprocess.run([sys.executable, "-m", "lpa_core", "table", "table1", "--runs", f"{RUNS}/simultaneous", f"{RUNS}/lpa",
                         "--paper", "config/paper_results.csv", "--out-csv", "t.csv", "--out-md", "t.md"],
                        cwd=wd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode != 0
@@ -161,7 +156,7 @@ def test_damaged_checkpoint_is_moved_aside_and_the_run_ends_identical(clean, tmp
     for f in (wd / RUNS / "lpa").iterdir():
         f.unlink()
     damage(wd / CKPTS / "lpa/last.pt", fault)
-    r = snakemake(wd, "table1", *QUICK)
+    r = snakemake(wd, TABLE, *QUICK)
     assert r.returncode == 0, r.stderr[-3000:]
     assert outputs(wd) == want
     log = (wd / "logs/quick/table1/resmlp/lpa.log").read_text()
@@ -179,13 +174,13 @@ def test_changed_recipe_retrains_and_names_the_runs(clean, tmp_path):
     ref, want = clean
     wd = fresh_copy(ref, tmp_path / "wd")
     lr = ["scales={quick: {table1: {train: {lr: 0.02}}}}"]
-    dry = snakemake(wd, "-n", "table1", *QUICK, *lr)
+    dry = snakemake(wd, "-n", TABLE, *QUICK, *lr)
     assert re.search(r"^train_surfaces\s+2$", dry.stdout, re.M), dry.stdout[-2000:]
     assert f"run {RUNS}/lpa is stale: lr 0.01 -> 0.02" in dry.stderr
-    r = snakemake(wd, "table1", *QUICK, *lr)
+    r = snakemake(wd, TABLE, *QUICK, *lr)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (wd / TABLE).read_bytes() != want[TABLE]
-    r = snakemake(wd, "table1", *QUICK)  # the recipe back: the lr 0.02 runs are stale now
+    r = snakemake(wd, TABLE, *QUICK)  # the recipe back: the lr 0.02 runs are stale now
     assert r.returncode == 0 and f"run {RUNS}/lpa is stale: lr 0.02 -> 0.01" in r.stderr
     assert outputs(wd) == want
 
@@ -198,7 +193,7 @@ def test_narrowed_datasets_retrain_with_identical_numbers(clean, tmp_path):
     cfg = yaml.safe_load((wd / "config/config.yaml").read_text())
     cfg["table1"]["datasets"] = ["saddle"]
     (wd / "config/config.yaml").write_text(yaml.safe_dump(cfg))
-    r = snakemake(wd, "table1", *QUICK)
+    r = snakemake(wd, TABLE, *QUICK)
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"run {RUNS}/lpa is stale: datasets saddle,high_freq -> saddle" in r.stderr
     import pandas as pd
@@ -221,7 +216,7 @@ def long_clean(tmp_path_factory):
 
 def start(wd):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    return subprocess.Popen([str(Path(sys.executable).with_name("snakemake")), "table1", *QUICK], cwd=wd, env=env,
+    return subprocess.Popen([str(Path(sys.executable).with_name("snakemake")), TABLE, *QUICK], cwd=wd, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -266,7 +261,7 @@ def test_killed_job_or_workflow_resumes_to_identical_outputs(long_clean, tmp_pat
     assert proc.wait(timeout=300) != 0
     assert gone(pid), "the training job outlived the killed workflow"
     assert snakemake(wd, "--unlock").returncode == 0
-    r = snakemake(wd, "table1", *QUICK)
+    r = snakemake(wd, TABLE, *QUICK)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "resuming from" in (wd / "logs/quick/table1/resmlp/lpa.log").read_text()
     assert outputs(wd) == want
@@ -279,7 +274,7 @@ def test_two_workflows_at_once(long_clean, tmp_path):
     wd = workdir(tmp_path, lambda c: tiny(c, **LONG))
     proc = start(wd)
     trainer_pid(wd, proc)
-    second = snakemake(wd, "table1", *QUICK)
+    second = snakemake(wd, TABLE, *QUICK)
     assert second.returncode != 0 and "Directory cannot be locked" in second.stderr + second.stdout
     assert proc.wait(timeout=300) == 0, proc.stderr.read()[-3000:]
     assert outputs(wd) == want

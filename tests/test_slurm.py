@@ -104,7 +104,7 @@ def test_slice_of_the_dag_runs_through_slurm(tmp_path, slurm_cluster):
     for jobid, log in submitted.items():
         job = subprocess.run(["scontrol", "show", "job", jobid], capture_output=True, text=True).stdout
         assert "JobState=COMPLETED" in job, job
-        rule = re.search(r"Comment=rule_(train_surfaces|table1)", job).group(1)
+        rule = re.search(r"Comment=rule_(train_surfaces|table)", job).group(1)
         limit = minutes.get(rule, 30)
         assert f"TimeLimit={limit // 60:02d}:{limit % 60:02d}:00" in job, job  # first attempt: runtime as is
         if rule == "train_surfaces":

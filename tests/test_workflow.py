@@ -190,7 +190,7 @@ def test_killed_workflow_keeps_finished_runs_and_resumes_the_rest(tmp_path):
 def test_nested_config_override_arrives_typed(tmp_path):
     """`--config` with a nested mapping: Snakemake reads its values as text; they reach the schema and the jobs as
     numbers (config/README.md, the quick-scale seeds and epochs example)."""
-    r = snakemake(workdir(tmp_path), "-n", "-p", "table1", "--config", "scale=quick",
+    r = snakemake(workdir(tmp_path), "-n", "-p", "results/tables/quick/table1.csv", "--config", "scale=quick",
                   "scales={quick: {table1: {seeds: [0], train: {epochs: 3, lr: 0.02}}}}")
     assert r.returncode == 0, r.stderr[-2000:]
     cmds = [l for l in r.stdout.splitlines() if "lpa_core train" in l]
