@@ -3,7 +3,7 @@
     python -m lpa_core figures {surfaces,vision,lm} --runs DIR ... --outdir figures [--lr-runs DIR ...]
     python -m lpa_core coeff-heatmap --runs DIR ... --out figures/ancre_fig6_coeffs.png
 
-One colour per paradigm (COLOR) and one order (lpa_core.paradigms.PARADIGMS) in every figure; legends sit outside
+One colour per paradigm (`color`) and one order (lpa_core.registry.PARADIGMS, a plugin's too) in every figure; legends sit outside
 the axes; every image panel has a colour bar; every PNG is written atomically at DPI.
 surfaces: fig2_surfaces (final-depth surface per paradigm beside the truth), fig3_layerwise_<surface> (LPA Fig 3/8:
 the shared head after each block, and test MSE/MAE against depth), fig_history_surfaces (test MSE against epochs
@@ -17,12 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from lpa_core import io
-from lpa_core.paradigms import PARADIGMS
+from lpa_core.registry import PARADIGMS
 from lpa_core.report.load import read
 from lpa_core.report.tables import inference, lm_frame, rank
 
 DPI = 80
-COLOR = {p: f"C{i}" for i, p in enumerate(PARADIGMS)}  # the one colour map: a paradigm's colour in every figure
 TOPOLOGY_STYLE = {"cascade": "-", "ancre_add": "--", "ancre": ":"}  # ancre_add: the authors' wiring
 
 
@@ -36,7 +35,10 @@ def plt():
 
 
 def color(p):
-    return COLOR.get(p.split("_k")[0].split("_lrx")[0], "0.4")
+    """The one colour map: a paradigm's colour in every figure, from its place in lpa_core.registry.PARADIGMS."""
+    names = list(PARADIGMS)
+    base = p.split("_k")[0].split("_lrx")[0]
+    return f"C{names.index(base) % 10}" if base in names else "0.4"
 
 
 def save(fig, path, legend_axes=None):

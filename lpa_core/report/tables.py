@@ -6,7 +6,7 @@
 A tidy table has one row per key (dataset, arch, paradigm[, topology][, depth], metric) with mean, std, n_seeds,
 n_diverged over seeds (a diverged run counts in n_diverged and is left out of the mean; a cell whose every run
 diverged reads `diverged`), and the paper's value where it has one (config/paper_results.csv). Rows follow
-lpa_core.paradigms.PARADIGMS. A new table is one entry in TABLES: a build function (runs, paper csv, arch map) ->
+lpa_core.registry.PARADIGMS. A new table is one entry in TABLES: a build function (runs, paper csv, arch map) ->
 (tidy frame, markdown text).
 """
 import math
@@ -16,10 +16,9 @@ import numpy as np
 import pandas as pd
 
 from lpa_core import ancre_results
-from lpa_core.paradigms import PARADIGMS
+from lpa_core.registry import PARADIGMS
 from lpa_core.report.load import ANCRE, LPA, common, paper, read, scale, stamp
 
-ORDER = list(PARADIGMS)
 TIDY = ["dataset", "arch", "paradigm", "metric", "mean", "std", "n_seeds", "n_diverged"]
 HIGHER = {"test_acc_pct", "val_acc_pct", "inception_score", "precision_pct", "recall_pct"}
 LOWER = {"mse", "mae", "test_loss", "val_ppl", "val_loss", "fid50k", "sfid"}
@@ -27,8 +26,8 @@ LOWER = {"mse", "mae", "test_loss", "val_ppl", "val_loss", "fid50k", "sfid"}
 
 def rank(p):
     """Sort key of a paradigm or setting (lpa_grouped_k3): PARADIGMS order, then by name."""
-    base = p.split("_k")[0]
-    return ORDER.index(base) if base in ORDER else len(ORDER), len(p), p
+    base, order = p.split("_k")[0], list(PARADIGMS)  # read now: a plugin's paradigm comes after the built-in ones
+    return order.index(base) if base in order else len(order), len(p), p
 
 
 def in_order(frame):
