@@ -1,6 +1,6 @@
 """python -m lpa_core [--plugins MODULE|FILE.py,...] {train,runs,table,figures,...} ... ; bad input exits 2 with one
 line naming the key. --plugins (anywhere on the line) imports user modules that register names (lpa_core.registry)
-before anything resolves one."""
+before anything resolves one; so do those in $LPA_PLUGINS (the workflow's `plugins`)."""
 import argparse
 import os
 import sys
@@ -113,6 +113,7 @@ def pop_plugins(argv):
 
 def main(argv=None):
     plugins, argv = pop_plugins(sys.argv[1:] if argv is None else list(argv))
+    plugins = [p for p in os.environ.get(registry.PLUGINS_ENV, "").split(",") if p] + plugins
     try:
         registry.load_plugins(plugins)
     except ValueError as e:

@@ -25,7 +25,7 @@ class TrainConfig:
     width: int = 10                   # residual stream and block hidden width
     depth: int = 6                    # number of residual blocks L
     activation: str = "relu"
-    topology: str = "cascade"         # residual topology (lpa_core.topology): cascade, ancre, all_fixed, gains
+    topology: str = "cascade"         # residual topology (lpa_core.registry.TOPOLOGIES; lpa_core.topology)
     tau: float = 0.1                  # ancre softmax temperature (paper Eq. 8: 0.1)
     normalisation: str = "ingoing"    # ancre coefficients: ingoing (softmax over i, Eq. 7), outgoing (over j, Eq. 6), none
     wiring: str = "auto"              # where the shortcut mix goes (lpa_core.topology): replace = instead of the block's own shortcut (paper text), add = on top of it (authors' code); auto = add for language models, replace otherwise

@@ -26,7 +26,7 @@ class Registry(Mapping):
     """name -> implementation, in registration order; `meta(name)` holds what was given with it (a model's task)."""
 
     def __init__(self, kind, key):
-        self.kind, self.key, self._items, self._meta = kind, key, {}, {}
+        self.kind, self.key, self._items, self._meta, self.homes = kind, key, {}, {}, {}
 
     def register(self, obj=None, *, name=None, **meta):
         """Decorator: @REG.register, @REG.register(name="x", task="vision"). A name registered twice is an error."""
@@ -41,7 +41,7 @@ class Registry(Mapping):
     def lazy(self, module, *names, attr=None, **meta):
         """Built-in names whose implementation is `module.<name>` (or `module.<attr>[name]`), imported on first use."""
         for n in names:
-            self._items[n], self._meta[n] = (module, attr), meta
+            self._items[n], self._meta[n], self.homes[n] = (module, attr), meta, module
 
     def __getitem__(self, name):
         self.check(name)
@@ -106,6 +106,7 @@ def is_pretrained(arch):
 
 
 _LOADED = set()
+PLUGINS_ENV = "LPA_PLUGINS"  # comma-separated plugins every `python -m lpa_core` imports (the workflow sets it)
 
 
 def load_plugins(plugins):
@@ -129,6 +130,30 @@ def load_plugins(plugins):
             raise ValueError(f"plugins: cannot import '{p}': {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
                              f"(a plugin is a module name on PYTHONPATH or a path to a .py file)") from None
         _LOADED.add(p)
+
+
+def check_names(value, schema, root=None, where="config"):
+    """Every config value whose JSON-schema node says `x-registry: KIND` (and `x-task`, for models) is a registered
+    name of that kind: the workflow's check of a config (after its plugins are loaded), one ValueError naming the key."""
+    root = root or schema
+    while "$ref" in schema:  # "#/$defs/name", its siblings on top
+        node = root
+        for part in schema["$ref"].lstrip("#/").split("/"):
+            node = node[part]
+        schema = {**node, **{k: v for k, v in schema.items() if k != "$ref"}}
+    if "x-registry" in schema and isinstance(value, str):
+        reg = REGISTRIES[schema["x-registry"]]
+        reg.check(value, key=where, valid=reg.names(task=schema["x-task"]) if "x-task" in schema else None)
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if "propertyNames" in schema:
+                check_names(k, schema["propertyNames"], root, f"{where}.{k}")
+            sub = schema.get("properties", {}).get(k, schema.get("additionalProperties"))
+            if isinstance(sub, dict):
+                check_names(v, sub, root, f"{where}.{k}")
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for v in value:
+            check_names(v, schema["items"], root, where)
 
 
 # --- the built-in names (their order is the tables' and figures' order) ------------------------------------------
