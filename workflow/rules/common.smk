@@ -222,6 +222,6 @@ def cached(track, dirs, partial=False):
 
 
 wildcard_constraints:
-    paradigm="[a-z_]+",
+    paradigm="|".join(_registry.PARADIGMS),  # every registered name, a plugin's too (names are identifiers)
     arch="[a-z0-9_]+",
     variant="|".join(TOPOLOGY_VARIANTS),
