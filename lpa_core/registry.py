@@ -74,8 +74,7 @@ class Registry(Mapping):
         """One-line error naming the key, the bad name and the valid ones."""
         valid = list(self._items) if valid is None else valid
         if name not in valid:
-            raise ValueError(f"{key or self.key}: unknown {self.kind} '{name}' (valid: {', '.join(valid)}; a plugin "
-                             f"module adds more: lpa_core.registry)")
+            raise ValueError(f"{key or self.key}: unknown '{name}' (valid: {', '.join(valid)})")
 
 
 SURFACES = Registry("surface", "datasets")           # f(x, y) -> z on torch tensors [N] (lpa_core.data)
