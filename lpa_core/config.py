@@ -82,6 +82,7 @@ class TrainConfig:
     def __post_init__(self):
         from lpa_core.models import ACTIVATIONS
         from lpa_core.registry import IMAGE_DATASETS, MODELS, PARADIGMS, SURFACES, TOPOLOGIES, is_pretrained
+        from lpa_core.tabular import check as check_tabular, is_tabular
         from lpa_core.topology import NORMALISATIONS, WIRINGS
         from lpa_core.vision_models import HEADS
 
@@ -95,7 +96,7 @@ class TrainConfig:
                              f"save_pretrained directory; a plugin module adds more: lpa_core.registry)")
         vision, lm = self.task == "vision", self.task == "lm"
         for key, val, valid in [("paradigm", [self.paradigm], PARADIGMS),
-                                ("datasets", [] if lm else self.datasets, IMAGE_DATASETS if vision else SURFACES), ("activation", [self.activation], ACTIVATIONS),
+                                ("datasets", [] if lm else [d for d in self.datasets if vision or not is_tabular(d)], IMAGE_DATASETS if vision else SURFACES), ("activation", [self.activation], ACTIVATIONS),
                                 ("lpa_e2e", [self.lpa_e2e], ("epoch", "batch")), ("adaptive_alpha", [self.adaptive_alpha], ("batch", "run")),
                                 ("layerskip_scale", [self.layerskip_scale], ("exp", "linear")),
                                 ("layerskip_curriculum", [self.layerskip_curriculum], ("rotational", "gradual", "none")),
@@ -146,6 +147,12 @@ class TrainConfig:
                 where = " and ".join({"surfaces": "the surfaces (arch resmlp)", "vision": "vision archs", "lm": "language models"}[t]
                                      for t, keys in TASK_KEYS.items() if key in keys)
                 raise ValueError(f"{key}: applies to {where} only, not to arch '{self.arch}' (leave it at {defaults[key]!r})")
+        tab = [d for d in self.datasets if not (vision or lm) and is_tabular(d)]
+        if tab and len(self.datasets) > 1:
+            raise ValueError(f"datasets: a tabular dataset ({tab[0]}) trains alone in its job (its sizes are its own); got "
+                             f"{len(self.datasets)} datasets: give each its own experiment")
+        for d in tab:
+            check_tabular(d)
         if (vision or lm) and len(self.runs) != 1:
             raise ValueError(f"datasets/seeds: a {self.task} job trains one run (one dataset, one seed), got "
                              f"{len(self.datasets)} dataset(s) x {len(self.seeds)} seed(s); fan out in the workflow")

@@ -22,6 +22,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 
+class _Lazy(tuple):
+    """(module, attr) of a built-in not imported yet."""
+
+
 class Registry(Mapping):
     """name -> implementation, in registration order; `meta(name)` holds what was given with it (a model's task)."""
 
@@ -41,12 +45,12 @@ class Registry(Mapping):
     def lazy(self, module, *names, attr=None, **meta):
         """Built-in names whose implementation is `module.<name>` (or `module.<attr>[name]`), imported on first use."""
         for n in names:
-            self._items[n], self._meta[n], self.homes[n] = (module, attr), meta, module
+            self._items[n], self._meta[n], self.homes[n] = _Lazy((module, attr)), meta, module
 
     def __getitem__(self, name):
         self.check(name)
         obj = self._items[name]
-        if isinstance(obj, tuple):  # a lazy built-in: import it now
+        if isinstance(obj, _Lazy):  # a built-in: import it now
             module, attr = obj
             mod = importlib.import_module(module)
             obj = getattr(mod, attr)[name] if attr else getattr(mod, name)
@@ -140,7 +144,14 @@ def check_names(value, schema, root=None, where="config"):
         for part in schema["$ref"].lstrip("#/").split("/"):
             node = node[part]
         schema = {**node, **{k: v for k, v in schema.items() if k != "$ref"}}
-    if "x-registry" in schema and isinstance(value, str):
+    if schema.get("x-registry") == "surface" and isinstance(value, str) and ":" in value:  # csv:, parquet:, sklearn:
+        from lpa_core import tabular
+
+        try:
+            tabular.check(value)
+        except ValueError as e:
+            raise ValueError(f"{where}: {str(e).partition(': ')[2]}") from None
+    elif "x-registry" in schema and isinstance(value, str):
         reg = REGISTRIES[schema["x-registry"]]
         reg.check(value, key=where, valid=reg.names(task=schema["x-task"]) if "x-task" in schema else None)
     if isinstance(value, dict):

@@ -60,6 +60,7 @@ def test_every_builtin_name_resolves_to_its_implementation():
             assert reg[name] is not None, (kind, name)
     assert registry.PARADIGMS["lpa"].__name__ == "lpa" and registry.task_of("vit12") == "vision"
     assert registry.MODELS.names(task="surfaces") == ["resmlp"] and registry.task_of("lm_tiny") == "lm"
+    assert registry.MODELS["lm_tiny"] is registry.MODELS["lm_tiny"]  # a resolved tuple is not taken for a lazy one
     for name in registry.MODELS.names(task="vision"):
         assert callable(registry.MODELS[name])
     with pytest.raises(ValueError, match=r"paradigm: unknown 'magic' \(valid: simultaneous, sequential"):
