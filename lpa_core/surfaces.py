@@ -185,7 +185,9 @@ class SurfaceTask(Task):
         summary = [run_keys(cfg, r) + [status[r], diverged_at[r] or "", int(self.steps[r]), int(self.samples[r]),
                                        round(wall, 3), L, int(eff[r]), round(100 * (1 - int(eff[r]) / L), 2), self.n_params]
                    for r in range(R)]
-        if not self.tabular:  # a surface: predictions on the plotting grid (a tabular input has no plane to draw)
+        if self.tabular:  # no plane to draw: an empty grid.npz (no datasets), so every surface job writes the same files
+            io.write_npz(out / "grid.npz", datasets=np.array([], dtype=str))
+        else:
             self.write_grid(out, status)
         io.write_csv(out / "layerwise.csv", KEYS + ["depth", "metric", "value", "status"], layerwise)
         io.write_csv(out / "history.csv", HISTORY, history)

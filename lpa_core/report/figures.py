@@ -19,7 +19,8 @@ import numpy as np
 from lpa_core import io
 from lpa_core.registry import PARADIGMS
 from lpa_core.report.load import read
-from lpa_core.report.tables import inference, lm_frame, rank
+from lpa_core.report.tables import HIGHER, inference, lm_frame, rank
+from lpa_core.tabular import label
 
 DPI = 80
 TOPOLOGY_STYLE = {"cascade": "-", "ancre_add": "--", "ancre": ":"}  # ancre_add: the authors' wiring
@@ -81,7 +82,7 @@ def int_ticks(*axes):
 def load_grids(runs):
     """{paradigm: dict(pred [R, L, n, n], truth [R, n, n], datasets [R], status [R], axis [n])}, PARADIGMS order."""
     out = {r.paradigm: dict(np.load(r.dir / "grid.npz")) for r in runs}
-    return {p: out[p] for p in sorted(out, key=rank)}
+    return {p: out[p] for p in sorted(out, key=rank) if len(out[p]["datasets"])}  # a tabular run's grid is empty
 
 
 def first_run(g, dataset):
@@ -140,19 +141,33 @@ def fig3(grids, lw, dataset, path):
                 ax.set_ylabel(par, fontsize=7, color=color(par))
     im = surface(fig.add_subplot(gs[0, L]), truth, lim, "truth")
     fig.colorbar(im, cax=fig.add_subplot(gs[:len(pars), L + 1]))
-    sub = lw[(lw.dataset == dataset) & (lw.status == "ok")]
     bottom = gs[len(pars), :].subgridspec(1, 2, wspace=0.3)
     axes = [fig.add_subplot(bottom[0, 0]), fig.add_subplot(bottom[0, 1])]
-    for ax, metric in zip(axes, ["mse", "mae"]):
+    depth_curves(axes, lw, dataset, pars)
+    fig.suptitle(f"{dataset}: the shared head read out after each block (first seed);\ncurves: mean over seeds, band min..max", y=0.99)
+    save(fig, path, axes[:1])
+
+
+def depth_curves(axes, lw, dataset, pars):
+    """Test error at every depth (mean over seeds, band min..max), one panel per metric of the dataset's runs."""
+    sub = lw[(lw.dataset == dataset) & (lw.status == "ok")]
+    for ax, metric in zip(axes, dict.fromkeys(lw[lw.dataset == dataset].metric)):
         for par in pars:
             s = sub[(sub.paradigm == par) & (sub.metric == metric)].groupby("depth").value
             m = s.mean()
             ax.plot(m.index, m.values, marker="o", ms=3, color=color(par), label=par)
             ax.fill_between(m.index, s.min().values, s.max().values, color=color(par), alpha=0.12)
-        ax.set(yscale="log", xlabel="depth (blocks used)", ylabel=f"test {metric.upper()}")
+        ax.set(yscale="linear" if metric in HIGHER else "log", xlabel="depth (blocks used)",
+               ylabel=f"test {metric.upper()}")
         int_ticks(ax)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{dataset}: the shared head read out after each block (first seed);\ncurves: mean over seeds, band min..max", y=0.99)
+
+
+def fig3_curves(lw, dataset, path):
+    """fig3 of a dataset without a plane to draw (a tabular one): the per-depth test curves only."""
+    fig, axes = plt().subplots(1, 2, figsize=(7, 2.8))
+    depth_curves(axes, lw, dataset, sorted(set(lw[lw.dataset == dataset].paradigm), key=rank))
+    fig.suptitle(f"{dataset}: the shared head read out after each block; mean over seeds, band min..max", fontsize=9)
     save(fig, path, axes[:1])
 
 
@@ -160,7 +175,7 @@ def fig_history(hist, path):
     """Final-depth test MSE against epochs (top) and optimizer steps (bottom), one column per surface."""
     from matplotlib.ticker import MaxNLocator
 
-    hist = hist[hist.metric == "test_mse"]
+    hist = hist[hist.metric.isin(["test_mse", "test_ce"])]  # the training loss on the test split (tabular: ce)
     datasets = list(dict.fromkeys(hist.dataset))
     fig, axes = plt().subplots(2, len(datasets), figsize=(2.5 * len(datasets), 4.8), squeeze=False)
     for c, ds in enumerate(datasets):
@@ -178,16 +193,27 @@ def fig_history(hist, path):
             ax.tick_params(labelsize=8)
             ax.grid(alpha=0.3)
     for ax in axes[:, 0]:
-        ax.set_ylabel("test MSE (final depth)", fontsize=8)
+        ax.set_ylabel("test MSE or CE (final depth)", fontsize=8)
     fig.tight_layout()
     save(fig, path, axes)
 
 
 def surfaces(runs, out):
-    grids, lw = load_grids(runs), read(runs, "layerwise.csv")
-    fig2(grids, out / "fig2_surfaces.png")
+    """fig2 and a fig3 per surface from grid.npz; a dataset without a grid (tabular) gets its fig3 as curves only,
+    named by lpa_core.tabular.label (no path in a file name)."""
+    lw = read(runs, "layerwise.csv")
+    grids = load_grids(runs)
+    drawn = set(next(iter(grids.values()))["datasets"]) if grids else set()
+    if grids:
+        fig2(grids, out / "fig2_surfaces.png")
+    else:  # the workflow asks for it: say why it is empty
+        fig = plt().figure(figsize=(5, 1))
+        fig.text(0.5, 0.5, "no 2-D surface among these datasets: their per-depth curves are in fig3_layerwise_*",
+                 ha="center", va="center", fontsize=8)
+        save(fig, out / "fig2_surfaces.png")
     for ds in dict.fromkeys(lw.dataset):
-        fig3(grids, lw, ds, out / f"fig3_layerwise_{ds}.png")
+        path = out / f"fig3_layerwise_{label(ds)}.png"
+        fig3(grids, lw, ds, path) if ds in drawn else fig3_curves(lw, ds, path)
     fig_history(read(runs, "history.csv"), out / "fig_history_surfaces.png")
 
 
