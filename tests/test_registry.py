@@ -147,3 +147,14 @@ def test_a_plugin_surface_and_paradigm_flow_through_the_workflow(tmp_path):
     (wd / "myplug.py").write_text("")
     r = snakemake(wd, "-n", "--config", "scale=quick")
     assert r.returncode != 0 and "table1.datasets: unknown 'bowl'" in r.stderr + r.stdout
+
+
+@pytest.mark.parametrize("example", ["plugin.yaml", "tabular.yaml"])
+def test_the_example_configs_schedule_their_jobs(tmp_path, example):
+    from tests.test_workflow import snakemake, workdir
+
+    wd = workdir(tmp_path)
+    r = snakemake(wd, "-n", "--configfile", f"config/examples/{example}", "--config", "scale=quick")
+    assert r.returncode == 0, r.stderr[-3000:]
+    n = 3 if example == "plugin.yaml" else 4  # one training job per paradigm
+    assert re.search(rf"^train_surfaces\s+{n}$", r.stdout, re.M), r.stdout
