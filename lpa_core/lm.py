@@ -34,7 +34,6 @@ Outputs, beside the loop's run.json and coeffs.csv (any topology):
                  quarter points) through the shared head
 """
 import math
-import os
 from pathlib import Path
 
 import torch

@@ -185,8 +185,13 @@ class SurfaceTask(Task):
         summary = [run_keys(cfg, r) + [status[r], diverged_at[r] or "", int(self.steps[r]), int(self.samples[r]),
                                        round(wall, 3), L, int(eff[r]), round(100 * (1 - int(eff[r]) / L), 2), self.n_params]
                    for r in range(R)]
-        if self.tabular:  # no plane to draw: an empty grid.npz (no datasets), so every surface job writes the same files
-            io.write_npz(out / "grid.npz", datasets=np.array([], dtype=str))
+        if self.tabular:  # no plane to draw: grid.npz holds no surface (no datasets), so every surface job writes the
+            extra = {}  # same files; for regression the full-depth test predictions and truths [R, N, d_out] (the scatter)
+            if self.kind == "regression":
+                with torch.no_grad():
+                    extra = dict(pred_test=self.model(self.x_test).transpose(1, 2).cpu().numpy(),
+                                 y_test=self.y_test.transpose(1, 2).cpu().numpy())
+            io.write_npz(out / "grid.npz", datasets=np.array([], dtype=str), **extra)
         else:
             self.write_grid(out, status)
         io.write_csv(out / "layerwise.csv", KEYS + ["depth", "metric", "value", "status"], layerwise)

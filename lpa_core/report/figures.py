@@ -80,9 +80,10 @@ def int_ticks(*axes):
 
 # ----------------------------------------------------------------------------- surfaces
 def load_grids(runs):
-    """{paradigm: dict(pred [R, L, n, n], truth [R, n, n], datasets [R], status [R], axis [n])}, PARADIGMS order."""
+    """{paradigm: dict(pred [R, L, n, n], truth [R, n, n], datasets [R], status [R], axis [n])}, PARADIGMS order; a
+    tabular run's grid holds no dataset (regression: pred_test, y_test [R, N, d_out] instead)."""
     out = {r.paradigm: dict(np.load(r.dir / "grid.npz")) for r in runs}
-    return {p: out[p] for p in sorted(out, key=rank) if len(out[p]["datasets"])}  # a tabular run's grid is empty
+    return {p: out[p] for p in sorted(out, key=rank)}
 
 
 def first_run(g, dataset):
@@ -163,10 +164,19 @@ def depth_curves(axes, lw, dataset, pars):
         ax.grid(alpha=0.3)
 
 
-def fig3_curves(lw, dataset, path):
-    """fig3 of a dataset without a plane to draw (a tabular one): the per-depth test curves only."""
-    fig, axes = plt().subplots(1, 2, figsize=(7, 2.8))
+def fig3_curves(lw, dataset, path, scatter=None):
+    """fig3 of a dataset without a plane to draw (a tabular one): the per-depth test curves, and for regression
+    (scatter: {paradigm: grid.npz}) the full-depth test predictions against the truth (first seed, first target)."""
+    scatter = {p: g for p, g in (scatter or {}).items() if "pred_test" in g}
+    fig, axes = plt().subplots(1, 3 if scatter else 2, figsize=(10.5 if scatter else 7, 2.8))
     depth_curves(axes, lw, dataset, sorted(set(lw[lw.dataset == dataset].paradigm), key=rank))
+    for par, g in scatter.items():
+        axes[2].scatter(g["y_test"][0, :, 0], g["pred_test"][0, :, 0], s=4, alpha=0.5, color=color(par), label=par)
+    if scatter:
+        lo, hi = axes[2].get_xlim()
+        axes[2].plot([lo, hi], [lo, hi], color="0.5", lw=0.8)
+        axes[2].set(xlabel="true (test split, first seed; standardised)", ylabel="predicted, full depth")
+        axes[2].grid(alpha=0.3)
     fig.suptitle(f"{dataset}: the shared head read out after each block; mean over seeds, band min..max", fontsize=9)
     save(fig, path, axes[:1])
 
@@ -202,7 +212,8 @@ def surfaces(runs, out):
     """fig2 and a fig3 per surface from grid.npz; a dataset without a grid (tabular) gets its fig3 as curves only,
     named by lpa_core.tabular.label (no path in a file name)."""
     lw = read(runs, "layerwise.csv")
-    grids = load_grids(runs)
+    raw = load_grids(runs)
+    grids = {p: g for p, g in raw.items() if len(g["datasets"])}  # a tabular run's grid holds no surface
     drawn = set(next(iter(grids.values()))["datasets"]) if grids else set()
     if grids:
         fig2(grids, out / "fig2_surfaces.png")
@@ -213,7 +224,7 @@ def surfaces(runs, out):
         save(fig, out / "fig2_surfaces.png")
     for ds in dict.fromkeys(lw.dataset):
         path = out / f"fig3_layerwise_{label(ds)}.png"
-        fig3(grids, lw, ds, path) if ds in drawn else fig3_curves(lw, ds, path)
+        fig3(grids, lw, ds, path) if ds in drawn else fig3_curves(lw, ds, path, raw)
     fig_history(read(runs, "history.csv"), out / "fig_history_surfaces.png")
 
 
