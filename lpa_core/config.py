@@ -96,7 +96,7 @@ class TrainConfig:
                              f"save_pretrained directory; a plugin module adds more: lpa_core.registry)")
         vision, lm = self.task == "vision", self.task == "lm"
         for key, val, valid in [("paradigm", [self.paradigm], PARADIGMS),
-                                ("datasets", [] if lm else [d for d in self.datasets if vision or not is_tabular(d)], IMAGE_DATASETS if vision else SURFACES), ("activation", [self.activation], ACTIVATIONS),
+                                ("datasets", [] if lm else [d for d in self.datasets if not is_tabular(d)], IMAGE_DATASETS if vision else SURFACES), ("activation", [self.activation], ACTIVATIONS),
                                 ("lpa_e2e", [self.lpa_e2e], ("epoch", "batch")), ("adaptive_alpha", [self.adaptive_alpha], ("batch", "run")),
                                 ("layerskip_scale", [self.layerskip_scale], ("exp", "linear")),
                                 ("layerskip_curriculum", [self.layerskip_curriculum], ("rotational", "gradual", "none")),
@@ -153,6 +153,13 @@ class TrainConfig:
                              f"{len(self.datasets)} datasets: give each its own experiment")
         for d in tab:
             check_tabular(d)
+        for d in self.datasets if vision else ():
+            if d.startswith("imagefolder:"):
+                from lpa_core.images import parse_folder
+
+                parse_folder(d)
+            elif is_tabular(d):
+                raise ValueError(f"datasets: '{d}' is not an image dataset (valid: {', '.join(IMAGE_DATASETS)} or imagefolder:PATH)")
         if (vision or lm) and len(self.runs) != 1:
             raise ValueError(f"datasets/seeds: a {self.task} job trains one run (one dataset, one seed), got "
                              f"{len(self.datasets)} dataset(s) x {len(self.seeds)} seed(s); fan out in the workflow")

@@ -105,3 +105,36 @@ def test_a_tabular_dataset_through_the_workflow(tmp_path, house):
     (wd / "house.csv").unlink()  # a missing file: one line naming the key, before any job
     r = snakemake(wd, "-n", "--forceall", "--config", "scale=quick")
     assert r.returncode != 0 and "config.table1.datasets: no such file 'house.csv'" in r.stderr + r.stdout
+
+
+def image_folder(root, split=True, n=6):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for part in ("train", "test") if split else ("",):
+        for k, c in enumerate(["dark", "light"]):
+            (root / part / c).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                a = np.clip(rng.normal(60 + 130 * k, 20, size=(12, 16, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(a).save(root / part / c / f"{i}.png")
+    return root
+
+
+def test_an_image_folder_by_name(tmp_path):
+    from lpa_core import images
+    from lpa_core.train import train
+
+    spec, split = images.load_folder(f"imagefolder:{image_folder(tmp_path / 'split')}:size=16")
+    assert (spec.classes, spec.channels, spec.size) == (2, 3, 16) and split["train"][0].shape == (12, 3, 16, 16)
+    assert len(split["test"][0]) == 12 and split["train"][0].dtype == torch.uint8
+    spec, split = images.load_folder(f"imagefolder:{image_folder(tmp_path / 'flat', split=False, n=10)}")
+    assert spec.size == 32 and len(split["test"][0]) == 4 and len(split["train"][0]) == 16  # a fixed 20 % holdout
+    cfg = TrainConfig(arch="resnet10_w16", datasets=(f"imagefolder:{tmp_path / 'split'}:size=16",), epochs=1,
+                      batch_size=6, n_embed=0)
+    train(cfg, tmp_path / "run", tmp_path / "ckpt")
+    lw = pd.read_csv(tmp_path / "run/layerwise.csv")
+    assert set(lw.metric) == {"test_acc_pct", "test_loss"} and lw.value.notna().all()
+    for name, msg in [(f"imagefolder:{tmp_path}/none", "no such folder"), (f"imagefolder:{tmp_path}/split:px=3", "bad option 'px=3'"),
+                      (f"imagefolder:{tmp_path}/split/train/dark", "needs at least 2 class subfolders")]:
+        with pytest.raises(ValueError, match=f"datasets: .*{msg}"):
+            TrainConfig(arch="resnet10_w16", datasets=(name,))
