@@ -34,7 +34,8 @@ from lpa_core import io  # noqa: E402
 from lpa_core.config import TrainConfig  # noqa: E402
 from lpa_core.cost import GPUS, batch_flops, lm_depth_flops  # noqa: E402
 from lpa_core.lm import LMTask  # noqa: E402
-from lpa_core.paradigms import PARADIGMS, get_paradigm  # noqa: E402
+from lpa_core.paradigms import get_paradigm  # noqa: E402
+from lpa_core.registry import PARADIGMS  # noqa: E402
 from lpa_core.paradigms.lpa import unit_depths  # noqa: E402
 
 

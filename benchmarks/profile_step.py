@@ -21,7 +21,7 @@ from torch.profiler import ProfilerActivity, profile
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, os.environ.get("LPA_CODE", str(ROOT)))  # the lpa_core profiled: this checkout's, or the tree LPA_CODE names
 from lpa_core.config import TrainConfig  # noqa: E402
-from lpa_core.paradigms import PARADIGMS  # noqa: E402
+from lpa_core.registry import PARADIGMS  # noqa: E402
 from lpa_core.surfaces import SurfaceTask  # noqa: E402
 
 

@@ -35,7 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lpa_core import io  # noqa: E402
 from lpa_core.config import TrainConfig  # noqa: E402
-from lpa_core.paradigms import PARADIGMS  # noqa: E402
+from lpa_core.registry import PARADIGMS  # noqa: E402
 from lpa_core.train import Context  # noqa: E402
 
 VARIANTS = [("cascade", "ingoing"), ("ancre", "ingoing"), ("ancre", "outgoing"), ("ancre", "none"),

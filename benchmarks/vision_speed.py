@@ -34,7 +34,7 @@ from lpa_core.paradigms import get_paradigm  # noqa: E402
 from lpa_core.paradigms.lpa import unit_depths  # noqa: E402
 from lpa_core.vision import RECIPES, VisionTask, depth_costs, family  # noqa: E402
 
-PARADIGMS = ["simultaneous", "sequential", "lpa", "adaptive_lpa", "lpa_grouped", "deep_supervision"]
+from lpa_core.registry import PARADIGMS  # noqa: E402  (every name, a plugin's too)
 
 
 def ratio(costs, depths):

@@ -1,4 +1,6 @@
-"""python -m lpa_core {train,runs,table1,figures,...} ... ; bad input exits 2 with one line naming the key."""
+"""python -m lpa_core [--plugins MODULE|FILE.py,...] {train,runs,table,figures,...} ... ; bad input exits 2 with one
+line naming the key. --plugins (anywhere on the line) imports user modules that register names (lpa_core.registry)
+before anything resolves one; so do those in $LPA_PLUGINS (the workflow's `plugins`)."""
 import argparse
 import os
 import sys
@@ -9,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from lpa_core import runs
+from lpa_core import registry, runs
 from lpa_core.config import TrainConfig
 
 
@@ -97,8 +99,28 @@ def _scale_of(d):
     raise ValueError(f"scale: '{d}' is not under a runs/<scale>/ folder; give --scale")
 
 
+def pop_plugins(argv):
+    """(plugins, argv without them): every `--plugins a,b` (or --plugins=a,b) on the command line."""
+    plugins, out, it = [], [], iter(argv)
+    for tok in it:
+        if tok == "--plugins" or tok.startswith("--plugins="):
+            val = tok.partition("=")[2] if "=" in tok else next(it, "")
+            plugins += [v for v in val.split(",") if v]
+        else:
+            out.append(tok)
+    return plugins, out
+
+
 def main(argv=None):
+    plugins, argv = pop_plugins(sys.argv[1:] if argv is None else list(argv))
+    plugins = [p for p in os.environ.get(registry.PLUGINS_ENV, "").split(",") if p] + plugins
+    try:
+        registry.load_plugins(plugins)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     p = argparse.ArgumentParser(prog="python -m lpa_core", description=__doc__)
+    p.add_argument("--plugins", help="comma-separated modules or .py files that register names (lpa_core.registry)")
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train a group of runs (datasets x seeds) under one paradigm",
                        epilog="Every TrainConfig key is an option: " + ", ".join(

@@ -17,15 +17,15 @@ TASK_KEYS = {"surfaces": SURFACE_ONLY, "vision": VISION_ONLY, "lm": LM_ONLY + ("
 class TrainConfig:
     # experiment: one run per (dataset, seed); all of them train as one vectorised model
     exp: str = "adhoc"                # experiment name, recorded in every CSV row
-    arch: str = "resmlp"              # model: resmlp (lpa_core.models.ARCHS: surfaces) or a vision arch (lpa_core.vision_models.VISION_ARCHS: images)
-    datasets: tuple = ("high_freq",)  # surfaces (lpa_core.data.SURFACES) or images (lpa_core.images.DATASETS: one per job)
+    arch: str = "resmlp"              # model (lpa_core.registry.MODELS, its task: surfaces, vision or lm)
+    datasets: tuple = ("high_freq",)  # surfaces (lpa_core.registry.SURFACES) or images (IMAGE_DATASETS: one per job)
     seeds: tuple = (0,)               # one run per seed and dataset; a seed fixes data, init and batch order (images: one seed per job)
-    paradigm: str = "simultaneous"    # lpa_core.paradigms.PARADIGMS
+    paradigm: str = "simultaneous"    # lpa_core.registry.PARADIGMS
     # model (surfaces; a vision arch fixes its own size; the topology keys apply to every arch)
     width: int = 10                   # residual stream and block hidden width
     depth: int = 6                    # number of residual blocks L
     activation: str = "relu"
-    topology: str = "cascade"         # residual topology (lpa_core.topology): cascade, ancre, all_fixed, gains
+    topology: str = "cascade"         # residual topology (lpa_core.registry.TOPOLOGIES; lpa_core.topology)
     tau: float = 0.1                  # ancre softmax temperature (paper Eq. 8: 0.1)
     normalisation: str = "ingoing"    # ancre coefficients: ingoing (softmax over i, Eq. 7), outgoing (over j, Eq. 6), none
     wiring: str = "auto"              # where the shortcut mix goes (lpa_core.topology): replace = instead of the block's own shortcut (paper text), add = on top of it (authors' code); auto = add for language models, replace otherwise
@@ -80,25 +80,23 @@ class TrainConfig:
     device: str = "cpu"
 
     def __post_init__(self):
-        from lpa_core.data import SURFACES
-        from lpa_core.images import DATASETS
-        from lpa_core.lm import LM_ARCHS, is_pretrained
-        from lpa_core.models import ACTIVATIONS, ARCHS
-        from lpa_core.paradigms import PARADIGMS
-        from lpa_core.topology import NORMALISATIONS, TOPOLOGIES, WIRINGS
-        from lpa_core.vision_models import HEADS, VISION_ARCHS
+        from lpa_core.models import ACTIVATIONS
+        from lpa_core.registry import IMAGE_DATASETS, MODELS, PARADIGMS, SURFACES, TOPOLOGIES, is_pretrained
+        from lpa_core.tabular import check as check_tabular, is_tabular
+        from lpa_core.topology import NORMALISATIONS, WIRINGS
+        from lpa_core.vision_models import HEADS
 
         for f in fields(self):  # a YAML value of the wrong type is a one-line error, not a traceback later
             v, want = getattr(self, f.name), type(f.default)
             ok = isinstance(v, tuple) if want is tuple else not isinstance(v, bool) and isinstance(v, (int, float) if want is float else want)
             if not ok:
                 raise ValueError(f"{f.name}: expected {'a list' if want is tuple else want.__name__}, got {v!r}")
-        if self.arch not in ARCHS and self.arch not in VISION_ARCHS and self.arch not in LM_ARCHS and not is_pretrained(self.arch):
-            raise ValueError(f"arch: unknown '{self.arch}' (valid: {', '.join([*ARCHS, *VISION_ARCHS, *LM_ARCHS])}, or a "
-                             f"transformers save_pretrained directory)")
+        if self.arch not in MODELS and not is_pretrained(self.arch):
+            raise ValueError(f"arch: unknown '{self.arch}' (valid: {', '.join(MODELS)}, or a transformers "
+                             f"save_pretrained directory; a plugin module adds more: lpa_core.registry)")
         vision, lm = self.task == "vision", self.task == "lm"
         for key, val, valid in [("paradigm", [self.paradigm], PARADIGMS),
-                                ("datasets", [] if lm else self.datasets, DATASETS if vision else SURFACES), ("activation", [self.activation], ACTIVATIONS),
+                                ("datasets", [] if lm else [d for d in self.datasets if not is_tabular(d)], IMAGE_DATASETS if vision else SURFACES), ("activation", [self.activation], ACTIVATIONS),
                                 ("lpa_e2e", [self.lpa_e2e], ("epoch", "batch")), ("adaptive_alpha", [self.adaptive_alpha], ("batch", "run")),
                                 ("layerskip_scale", [self.layerskip_scale], ("exp", "linear")),
                                 ("layerskip_curriculum", [self.layerskip_curriculum], ("rotational", "gradual", "none")),
@@ -149,6 +147,19 @@ class TrainConfig:
                 where = " and ".join({"surfaces": "the surfaces (arch resmlp)", "vision": "vision archs", "lm": "language models"}[t]
                                      for t, keys in TASK_KEYS.items() if key in keys)
                 raise ValueError(f"{key}: applies to {where} only, not to arch '{self.arch}' (leave it at {defaults[key]!r})")
+        tab = [d for d in self.datasets if not (vision or lm) and is_tabular(d)]
+        if tab and len(self.datasets) > 1:
+            raise ValueError(f"datasets: a tabular dataset ({tab[0]}) trains alone in its job (its sizes are its own); got "
+                             f"{len(self.datasets)} datasets: give each its own experiment")
+        for d in tab:
+            check_tabular(d)
+        for d in self.datasets if vision else ():
+            if d.startswith("imagefolder:"):
+                from lpa_core.images import parse_folder
+
+                parse_folder(d)
+            elif is_tabular(d):
+                raise ValueError(f"datasets: '{d}' is not an image dataset (valid: {', '.join(IMAGE_DATASETS)} or imagefolder:PATH)")
         if (vision or lm) and len(self.runs) != 1:
             raise ValueError(f"datasets/seeds: a {self.task} job trains one run (one dataset, one seed), got "
                              f"{len(self.datasets)} dataset(s) x {len(self.seeds)} seed(s); fan out in the workflow")
@@ -215,10 +226,9 @@ class TrainConfig:
 
 def task_of(arch):
     """'vision' for an image arch, 'lm' for a language model, else 'surfaces' (lpa_core.train.make_task)."""
-    from lpa_core.lm import LM_ARCHS, is_pretrained
-    from lpa_core.vision_models import VISION_ARCHS
+    from lpa_core.registry import task_of as registered
 
-    return "vision" if arch in VISION_ARCHS else "lm" if arch in LM_ARCHS or is_pretrained(arch) else "surfaces"
+    return registered(arch)
 
 
 def resolve_auto(d, task):

@@ -6,7 +6,7 @@ paper's scale. Train and test points are independent draws from the run's seed.
 """
 import torch
 
-SURFACES = {
+SURFACES = {  # the built-in definitions; their names and a plugin's: lpa_core.registry.SURFACES
     "high_freq": lambda x, y: torch.sin(4 * x) + torch.cos(4 * y),
     "local_bump": lambda x, y: torch.exp(-((x - 0.5) ** 2 + (y - 0.5) ** 2) / 0.1),
     "saddle": lambda x, y: x**2 - y**2,
@@ -20,7 +20,9 @@ SURFACES = {
 
 def surface(name, xy):
     """Target values [N, 1] of surface `name` at points xy [N, 2]."""
-    return SURFACES[name](xy[:, 0], xy[:, 1]).unsqueeze(-1)
+    from lpa_core.registry import SURFACES as REG
+
+    return REG[name](xy[:, 0], xy[:, 1]).unsqueeze(-1)
 
 
 def make_surface(name, n_train, n_test, seed, domain=(-1.0, 1.0)):

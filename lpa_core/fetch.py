@@ -3,6 +3,8 @@ from --data-dir (download / unpack) under an exclusive lock, so parallel jobs ne
 import fcntl
 from pathlib import Path
 
+from lpa_core.registry import IMAGE_DATASETS
+
 DATA_FILES = {
     "fashion_mnist": [f"FashionMNIST/raw/{n}" for n in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                                                         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")],
@@ -39,7 +41,7 @@ def fetch(dataset, data_dir, imagenet_dir=""):
 
 def add_commands(sub):
     d = sub.add_parser("fetch-data", help="download / unpack image datasets into --data-dir (locked: one at a time)")
-    d.add_argument("--datasets", required=True, help="comma-separated: fashion_mnist, cifar10, cifar100, imagenet")
+    d.add_argument("--datasets", required=True, help="comma-separated: " + ", ".join(IMAGE_DATASETS))
     d.add_argument("--data-dir", default="data")
     d.add_argument("--imagenet-dir", default="")
     d.set_defaults(func=lambda a: [print(f"{ds}: {fetch(ds, a.data_dir, a.imagenet_dir)} in {a.data_dir}")

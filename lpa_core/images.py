@@ -239,8 +239,65 @@ class FolderImages:
         return torch.stack(xs).to(self.device), torch.tensor(ys, device=self.device), idx
 
 
+# --- a folder of your own ------------------------------------------------------------------------------------------
+FOLDER = "imagefolder:"  # imagefolder:PATH[:size=N]: class subfolders, optionally under train/ and test/
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+
+
+def parse_folder(name):
+    """(root, size) of imagefolder:PATH[:size=N], checked: one-line errors naming what is wrong."""
+    path, *opts = name[len(FOLDER):].split(":")
+    size = 32
+    for o in opts:
+        k, _, v = o.partition("=")
+        if k != "size" or not v.isdigit() or int(v) < 8:
+            raise ValueError(f"datasets: bad option '{o}' in '{name}' (valid: size=N, N >= 8 pixels; default 32)")
+        size = int(v)
+    root = Path(path)
+    if not root.is_dir():
+        raise ValueError(f"datasets: no such folder '{path}' (in '{name}')")
+    top = root / "train" if (root / "train").is_dir() and (root / "test").is_dir() else root
+    classes = sorted(d.name for d in top.iterdir() if d.is_dir())
+    if len(classes) < 2:
+        raise ValueError(f"datasets: '{top}' needs at least 2 class subfolders (found: {', '.join(classes) or 'none'})")
+    return root, size
+
+
+def load_folder(name):
+    """(Spec, split) of an image folder, as uint8 tensors (the same on-device pipeline as Fashion-MNIST and CIFAR):
+    RGB, resized to size x size; the test split is test/ when train/ and test/ exist, else a fixed 20 % holdout
+    (SUBSET_SEED, the same for every run seed); mean and std from the training images."""
+    from PIL import Image
+
+    root, size = parse_folder(name)
+    split = root / "train" if (root / "train").is_dir() and (root / "test").is_dir() else None
+    classes = sorted(d.name for d in (split or root).iterdir() if d.is_dir())
+
+    def read(folder):
+        files = [(f, k) for k, c in enumerate(classes) for f in sorted((folder / c).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+        if not files:
+            raise ValueError(f"datasets: no images ({', '.join(IMAGE_SUFFIXES)}) in the class folders of '{folder}'")
+        x = [torch.from_numpy(np.asarray(Image.open(f).convert("RGB").resize((size, size)))).permute(2, 0, 1) for f, _ in files]
+        return torch.stack(x), torch.tensor([k for _, k in files])
+
+    if split:
+        train, test = read(root / "train"), read(root / "test")
+    else:
+        x, y = read(root)
+        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(SUBSET_SEED))
+        te, tr = perm[:max(1, len(x) // 5)], perm[max(1, len(x) // 5):]
+        train, test = (x[tr], y[tr]), (x[te], y[te])
+    xf = train[0].float() / 255
+    spec = Spec(len(classes), 3, size, tuple(xf.mean((0, 2, 3)).tolist()), tuple(xf.std((0, 2, 3)).clamp_min(1e-3).tolist()),
+                len(train[0]), len(test[0]))
+    return spec, {"train": train, "test": test}
+
+
 def load_images(name, cfg):
     """The dataset `name` for cfg (data_dir, imagenet_dir, device, subsets, workers)."""
+    if name.startswith(FOLDER):
+        spec, split = load_folder(name)
+        return TensorImages(name, spec, split, cfg.device, cfg.train_subset, cfg.test_subset)
     spec = DATASETS[name]
     if name == "imagenet":
         return FolderImages(cfg.imagenet_dir, spec, cfg.device, cfg.workers, cfg.train_subset, cfg.test_subset)

@@ -34,7 +34,6 @@ Outputs, beside the loop's run.json and coeffs.csv (any topology):
                  quarter points) through the shared head
 """
 import math
-import os
 from pathlib import Path
 
 import torch
@@ -44,6 +43,7 @@ from torch import nn
 from lpa_core import io
 from lpa_core.task import OneRunTask
 from lpa_core.models import BlockStack
+from lpa_core.registry import MODELS, is_pretrained
 from lpa_core.surfaces import HISTORY, KEYS, SUMMARY
 from lpa_core.text import load_text
 
@@ -139,20 +139,14 @@ LM_ARCHS = {
 }
 
 
-def is_pretrained(arch):
-    """An arch that names a local directory (a path) rather than a registered size."""
-    return arch not in LM_ARCHS and (os.sep in arch or arch.startswith(".") or os.path.isdir(arch))
-
-
 def lm_config(arch, vocab_size, max_len=2048):
     """The transformers config of a named size (Llama: rms_norm_eps 1e-6 as GaLore's; untied head)."""
     from lpa_core._torchvision import import_transformers
 
     transformers = import_transformers()
 
-    if arch not in LM_ARCHS:
-        raise ValueError(f"arch: unknown '{arch}' (valid: {', '.join(LM_ARCHS)} or a save_pretrained directory)")
-    family, kw = LM_ARCHS[arch]
+    MODELS.check(arch, valid=MODELS.names(task="lm"))
+    family, kw = MODELS[arch]
     if family == "llama":
         return transformers.LlamaConfig(vocab_size=vocab_size, max_position_embeddings=max_len, rms_norm_eps=1e-6,
                                         tie_word_embeddings=False, **kw)

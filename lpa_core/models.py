@@ -301,6 +301,8 @@ ARCHS = {"resmlp": ResMLP}
 
 
 def create_model(arch, seeds, **kwargs):
-    if arch not in ARCHS:
-        raise ValueError(f"arch: unknown '{arch}' (valid: {', '.join(ARCHS)})")
-    return ARCHS[arch](seeds, **kwargs)
+    """A surface model registered in lpa_core.registry.MODELS with task="surfaces" (a plugin's too)."""
+    from lpa_core.registry import MODELS
+
+    MODELS.check(arch, valid=MODELS.names(task="surfaces"))
+    return MODELS[arch](seeds, **kwargs)

@@ -15,8 +15,9 @@ import os
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from lpa_core import io
+from lpa_core import io, tabular
 from lpa_core.data import grid, make_surface, surface
 from lpa_core.models import create_model
 from lpa_core.optim import RunAdam
@@ -45,17 +46,30 @@ class SurfaceTask(Task):
 
     def __init__(self, cfg):
         self.cfg, self.n_runs = cfg, len(cfg.runs)
-        data = [make_surface(d, cfg.n_train, cfg.n_test, s, cfg.domain) for d, s in cfg.runs]
-        # feature-major: [R, features, points]
-        self.x_train, self.y_train, self.x_test, self.y_test = (torch.stack(t).transpose(1, 2).contiguous().to(cfg.device)
-                                                                for t in zip(*data))
-        self.model = create_model(cfg.arch, [s for _, s in cfg.runs], width=cfg.width, depth=cfg.depth,
+        self.tabular = tabular.is_tabular(cfg.datasets[0])  # one tabular dataset per job (TrainConfig checks it)
+        if self.tabular:  # its input and output sizes, task and splits from the data (lpa_core.tabular)
+            data = [tabular.load(d, s) for d, s in cfg.runs]
+            self.kind, d_in, d_out = data[0]["kind"], data[0]["d_in"], data[0]["d_out"]
+            t = lambda k: torch.as_tensor(np.stack([d[k] for d in data]))  # noqa: E731
+            x = [t(f"x_{s}").transpose(1, 2) for s in ("train", "val", "test")]  # feature-major: [R, features, points]
+            y = [t(f"y_{s}")[:, None] if self.kind == "classification" else t(f"y_{s}").transpose(1, 2)
+                 for s in ("train", "val", "test")]
+            (self.x_train, self.x_val, self.x_test), (self.y_train, self.y_val, self.y_test) = (
+                [v.contiguous().to(cfg.device) for v in vs] for vs in (x, y))
+        else:
+            data = [make_surface(d, cfg.n_train, cfg.n_test, s, cfg.domain) for d, s in cfg.runs]
+            self.kind, d_in, d_out = "regression", 2, 1
+            self.x_train, self.y_train, self.x_test, self.y_test = (torch.stack(t).transpose(1, 2).contiguous().to(cfg.device)
+                                                                    for t in zip(*data))
+        self.metrics = ("mse", "mae") if self.kind == "regression" else ("ce", "acc_pct")
+        self.n_train = self.x_train.shape[-1]
+        self.model = create_model(cfg.arch, [s for _, s in cfg.runs], d_in=d_in, d_out=d_out, width=cfg.width, depth=cfg.depth,
                                   activation=cfg.activation, topology=cfg.topology, tau=cfg.tau,
                                   normalisation=cfg.normalisation, wiring=cfg.wiring).to(cfg.device)
         m = self.model  # head and stem first: every prefix step's parameters are one span of the flat buffer
         order = [p for mod in (m.head, m.stem, *m.blocks) for p in mod.parameters()]
         self.opt = RunAdam(order, lr=cfg.lr, weight_decay=cfg.weight_decay, groups=[list(b.parameters()) for b in m.blocks])
-        self.fast = m.fast and os.environ.get("LPA_FAST", "1") != "0"  # hand-written backward (lpa_core.models.ResMLP)
+        self.fast = m.fast and self.kind == "regression" and os.environ.get("LPA_FAST", "1") != "0"  # hand-written backward (MSE)
         self.gens = [torch.Generator().manual_seed(2_000_003 + s) for _, s in cfg.runs]  # batch order per run
         self.lr = cfg.lr
         self.counters()
@@ -66,11 +80,11 @@ class SurfaceTask(Task):
     @property
     def n_batches(self):
         """Batches per epoch (the last one may be partial)."""
-        return -(-self.cfg.n_train // self.cfg.batch_size)
+        return -(-self.n_train // self.cfg.batch_size)
 
     def batches(self):
         """One pass over the training set, each run in its own shuffled order."""
-        n, bs = self.cfg.n_train, self.cfg.batch_size
+        n, bs = self.n_train, self.cfg.batch_size
         idx = torch.stack([torch.randperm(n, generator=g) for g in self.gens]).to(self.cfg.device)
         for k in range(0, n, bs):
             b = idx[:, None, k:k + bs]
@@ -80,14 +94,21 @@ class SurfaceTask(Task):
 
     def loss_at(self, h, y):
         """Per-run loss [R] of the shared head on representation h."""
-        return (self.model.head(h) - y).pow(2).mean(dim=(1, 2))
+        return self.criterion(self.model.head(h), y)
+
+    def criterion(self, pred, y):
+        """Per-run training loss [R]: MSE (regression: pred, y [R, d_out, B]) or cross-entropy (pred [R, C, B],
+        labels y [R, 1, B])."""
+        if self.kind == "regression":
+            return (pred - y).pow(2).mean(dim=(1, 2))
+        return F.cross_entropy(pred, y[:, 0], reduction="none").mean(1)
 
     def loss(self, x, y, depth=None, metric=False):
         """Per-run MSE [R] at `depth` (None = full); with metric=True also the batch metric (higher is better).
         On the fast path the loss carries its forward's tape (no autograd graph): hand it to `step` unchanged."""
         if not self.fast:
-            mse = (self.model(x, depth) - y).pow(2).mean(dim=(1, 2))
-            return (mse, -mse.detach()) if metric else mse
+            loss = self.criterion(self.model(x, depth), y)
+            return (loss, -loss.detach()) if metric else loss
         pred, tape = self.model.tape(x, depth)
         err = pred - y
         mse = err.pow(2).mean(dim=(1, 2))
@@ -116,44 +137,73 @@ class SurfaceTask(Task):
 
     def describe(self):
         return (f"{self.n_runs} runs x {self.n_params} params, {self.cfg.epochs} epochs of "
-                f"{math.ceil(self.cfg.n_train / self.cfg.batch_size)} batches")
+                f"{math.ceil(self.n_train / self.cfg.batch_size)} batches")
 
     def set_lr(self, lr):
         self.lr = self.opt.lr = lr
 
     @torch.no_grad()
     def evaluate(self, x, y):
-        """{depth: (mse [R], mae [R])} at every depth 1..L through the shared head."""
+        """{depth: (metric [R] for each of self.metrics)} at every depth 1..L through the shared head: (mse, mae) or
+        (ce, acc_pct)."""
         out = {}
         for d, h in enumerate(self.model.features(x), start=1):
-            err = self.model.head(h) - y
-            out[d] = (err.pow(2).mean(dim=(1, 2)).cpu(), err.abs().mean(dim=(1, 2)).cpu())
+            pred = self.model.head(h)
+            if self.kind == "regression":
+                err = pred - y
+                out[d] = (err.pow(2).mean(dim=(1, 2)).cpu(), err.abs().mean(dim=(1, 2)).cpu())
+            else:
+                acc = 100 * (pred.argmax(1) == y[:, 0]).float().mean(1)
+                out[d] = (self.criterion(pred, y).cpu(), acc.cpu())
         return out
 
     def history(self, epoch, wall):
         """(history rows at full depth, a short progress text); marks runs whose full-depth error is non-finite."""
         cfg, rows = self.cfg, []
-        test = self.evaluate(self.x_test, self.y_test)[cfg.depth]
-        train = self.evaluate(self.x_train, self.y_train)[cfg.depth]
+        (m1, m2), L = self.metrics, cfg.depth
+        test = self.evaluate(self.x_test, self.y_test)[L]
+        train = self.evaluate(self.x_train, self.y_train)[L]
+        val = self.evaluate(self.x_val, self.y_val)[L] if self.tabular else None
         # a last step can blow a run up after the last loss it saw: non-finite error now = diverged
         self.bad |= ~(torch.isfinite(test[0]) & torch.isfinite(train[0]))
         for r in range(self.n_runs):
             pre = run_keys(cfg, r) + [epoch, int(self.steps[r]), int(self.samples[r]), round(wall, 3), self.lr]
-            for name, val in (("train_mse", train[0][r]), ("test_mse", test[0][r]), ("test_mae", test[1][r])):
-                rows.append(pre + [name, float("nan") if self.bad[r] else float(val)])
-        mse = [row[-1] for row in rows if row[-2] == "test_mse"]
-        return rows, f"test mse (median of runs) {np.nanmedian(mse) if np.isfinite(mse).any() else float('nan'):.4g}"
+            vals = [(f"train_{m1}", train[0][r]), (f"test_{m1}", test[0][r]), (f"test_{m2}", test[1][r])]
+            vals += [(f"val_{m1}", val[0][r]), (f"val_{m2}", val[1][r])] if val else []
+            for name, v in vals:
+                rows.append(pre + [name, float("nan") if self.bad[r] else float(v)])
+        e = [row[-1] for row in rows if row[-2] == f"test_{m1}"]
+        return rows, f"test {m1} (median of runs) {np.nanmedian(e) if np.isfinite(e).any() else float('nan'):.4g}"
 
     def write_outputs(self, out, history, status, diverged_at, wall):
         """grid.npz, layerwise.csv, history.csv, summary.csv (each atomically)."""
         cfg, L, R = self.cfg, self.cfg.depth, self.n_runs
         test = self.evaluate(self.x_test, self.y_test)
         layerwise = [run_keys(cfg, r) + [d, m, float("nan") if self.bad[r] else float(test[d][k][r]), status[r]]
-                     for r in range(R) for d in range(1, L + 1) for k, m in enumerate(("mse", "mae"))]
+                     for r in range(R) for d in range(1, L + 1) for k, m in enumerate(self.metrics)]
         eff = self.state.get("depth", torch.full((R,), L))
         summary = [run_keys(cfg, r) + [status[r], diverged_at[r] or "", int(self.steps[r]), int(self.samples[r]),
                                        round(wall, 3), L, int(eff[r]), round(100 * (1 - int(eff[r]) / L), 2), self.n_params]
                    for r in range(R)]
+        if self.tabular:  # no plane to draw: grid.npz holds no surface (no datasets), so every surface job writes the
+            extra = {}  # same files; for regression the full-depth test predictions and truths [R, N, d_out] (the scatter)
+            if self.kind == "regression":
+                with torch.no_grad():
+                    extra = dict(pred_test=self.model(self.x_test).transpose(1, 2).cpu().numpy(),
+                                 y_test=self.y_test.transpose(1, 2).cpu().numpy())
+            io.write_npz(out / "grid.npz", datasets=np.array([], dtype=str), **extra)
+        else:
+            self.write_grid(out, status)
+        io.write_csv(out / "layerwise.csv", KEYS + ["depth", "metric", "value", "status"], layerwise)
+        io.write_csv(out / "history.csv", HISTORY, history)
+        io.write_csv(out / "summary.csv", SUMMARY, summary)
+        if cfg.paradigm == "layerdrop":
+            test = lambda: dict(zip(self.metrics, self.evaluate(self.x_test, self.y_test)[cfg.depth]))  # noqa: E731
+            io.write_csv(out / "pruned.csv", PRUNED, self.pruned(lambda r: run_keys(cfg, r), status, test))
+
+    def write_grid(self, out, status):
+        """grid.npz: every depth's predictions on the plotting grid and the truth (the surface figures)."""
+        cfg, L, R = self.cfg, self.cfg.depth, self.n_runs
         axis, pts = grid(cfg.grid, cfg.domain)
         with torch.no_grad():
             feats = self.model.features(pts.T.to(cfg.device).expand(R, -1, -1).contiguous())
@@ -163,9 +213,3 @@ class SurfaceTask(Task):
         io.write_npz(out / "grid.npz", axis=axis.numpy(), pred=pred[keep].reshape(len(keep), L, cfg.grid, cfg.grid).half().numpy(),
                      truth=truth.reshape(len(keep), cfg.grid, cfg.grid).numpy(), datasets=np.array([cfg.runs[r][0] for r in keep]),
                      seeds=np.array([cfg.runs[r][1] for r in keep]), status=np.array(status)[keep])
-        io.write_csv(out / "layerwise.csv", KEYS + ["depth", "metric", "value", "status"], layerwise)
-        io.write_csv(out / "history.csv", HISTORY, history)
-        io.write_csv(out / "summary.csv", SUMMARY, summary)
-        if cfg.paradigm == "layerdrop":
-            test = lambda: dict(zip(("mse", "mae"), self.evaluate(self.x_test, self.y_test)[cfg.depth]))  # noqa: E731
-            io.write_csv(out / "pruned.csv", PRUNED, self.pruned(lambda r: run_keys(cfg, r), status, test))

@@ -234,15 +234,16 @@ TOPOLOGIES = {"cascade": Cascade, "ancre": Ancre, "all_fixed": AllFixed, "gains"
 
 
 def make_topology(name="cascade", tau=0.1, normalisation="ingoing", wiring="replace"):
-    if name not in TOPOLOGIES:
-        raise ValueError(f"topology: unknown '{name}' (valid: {', '.join(TOPOLOGIES)})")
+    from lpa_core.registry import TOPOLOGIES as REG
+
+    REG.check(name)
     if normalisation not in NORMALISATIONS:
         raise ValueError(f"normalisation: unknown '{normalisation}' (valid: {', '.join(NORMALISATIONS)})")
     if wiring not in WIRINGS:
         raise ValueError(f"wiring: unknown '{wiring}' (valid: {', '.join(WIRINGS)})")
     if not tau > 0:
         raise ValueError(f"tau: must be > 0, got {tau}")
-    return TOPOLOGIES[name](tau=tau, normalisation=normalisation, wiring=wiring)
+    return REG[name](tau=tau, normalisation=normalisation, wiring=wiring)
 
 
 @torch.no_grad()

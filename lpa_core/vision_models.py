@@ -33,10 +33,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from lpa_core.models import BlockStack
+from lpa_core.registry import MODELS
 from lpa_core.topology import Cascade
 
 HEADS = ("pad", "pad_norm")
-VISION_ARCHS = {}
+VISION_ARCHS = {}  # the built-in definitions; their names: lpa_core.registry
 
 
 def register(fn):
@@ -45,9 +46,9 @@ def register(fn):
 
 
 def create_vision_model(name, num_classes=10, in_chans=3, img_size=32, head="pad", **kwargs):
-    if name not in VISION_ARCHS:
-        raise ValueError(f"arch: unknown '{name}' (valid: {', '.join(VISION_ARCHS)})")
-    return VISION_ARCHS[name](num_classes=num_classes, in_chans=in_chans, img_size=img_size, head=head, **kwargs)
+    """A vision model registered in lpa_core.registry.MODELS with task="vision" (a plugin's too)."""
+    MODELS.check(name, valid=MODELS.names(task="vision"))
+    return MODELS[name](num_classes=num_classes, in_chans=in_chans, img_size=img_size, head=head, **kwargs)
 
 
 class VisionStack(BlockStack):

@@ -3,7 +3,7 @@
     python -m lpa_core figures {surfaces,vision,lm} --runs DIR ... --outdir figures [--lr-runs DIR ...]
     python -m lpa_core coeff-heatmap --runs DIR ... --out figures/ancre_fig6_coeffs.png
 
-One colour per paradigm (COLOR) and one order (lpa_core.paradigms.PARADIGMS) in every figure; legends sit outside
+One colour per paradigm (`color`) and one order (lpa_core.registry.PARADIGMS, a plugin's too) in every figure; legends sit outside
 the axes; every image panel has a colour bar; every PNG is written atomically at DPI.
 surfaces: fig2_surfaces (final-depth surface per paradigm beside the truth), fig3_layerwise_<surface> (LPA Fig 3/8:
 the shared head after each block, and test MSE/MAE against depth), fig_history_surfaces (test MSE against epochs
@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from lpa_core import io
-from lpa_core.paradigms import PARADIGMS
+from lpa_core.registry import PARADIGMS
 from lpa_core.report.load import read
-from lpa_core.report.tables import inference, lm_frame, rank
+from lpa_core.report.tables import HIGHER, inference, lm_frame, rank
+from lpa_core.tabular import label
 
 DPI = 80
-COLOR = {p: f"C{i}" for i, p in enumerate(PARADIGMS)}  # the one colour map: a paradigm's colour in every figure
 TOPOLOGY_STYLE = {"cascade": "-", "ancre_add": "--", "ancre": ":"}  # ancre_add: the authors' wiring
 
 
@@ -36,7 +36,10 @@ def plt():
 
 
 def color(p):
-    return COLOR.get(p.split("_k")[0].split("_lrx")[0], "0.4")
+    """The one colour map: a paradigm's colour in every figure, from its place in lpa_core.registry.PARADIGMS."""
+    names = list(PARADIGMS)
+    base = p.split("_k")[0].split("_lrx")[0]
+    return f"C{names.index(base) % 10}" if base in names else "0.4"
 
 
 def save(fig, path, legend_axes=None):
@@ -77,7 +80,8 @@ def int_ticks(*axes):
 
 # ----------------------------------------------------------------------------- surfaces
 def load_grids(runs):
-    """{paradigm: dict(pred [R, L, n, n], truth [R, n, n], datasets [R], status [R], axis [n])}, PARADIGMS order."""
+    """{paradigm: dict(pred [R, L, n, n], truth [R, n, n], datasets [R], status [R], axis [n])}, PARADIGMS order; a
+    tabular run's grid holds no dataset (regression: pred_test, y_test [R, N, d_out] instead)."""
     out = {r.paradigm: dict(np.load(r.dir / "grid.npz")) for r in runs}
     return {p: out[p] for p in sorted(out, key=rank)}
 
@@ -138,19 +142,42 @@ def fig3(grids, lw, dataset, path):
                 ax.set_ylabel(par, fontsize=7, color=color(par))
     im = surface(fig.add_subplot(gs[0, L]), truth, lim, "truth")
     fig.colorbar(im, cax=fig.add_subplot(gs[:len(pars), L + 1]))
-    sub = lw[(lw.dataset == dataset) & (lw.status == "ok")]
     bottom = gs[len(pars), :].subgridspec(1, 2, wspace=0.3)
     axes = [fig.add_subplot(bottom[0, 0]), fig.add_subplot(bottom[0, 1])]
-    for ax, metric in zip(axes, ["mse", "mae"]):
+    depth_curves(axes, lw, dataset, pars)
+    fig.suptitle(f"{dataset}: the shared head read out after each block (first seed);\ncurves: mean over seeds, band min..max", y=0.99)
+    save(fig, path, axes[:1])
+
+
+def depth_curves(axes, lw, dataset, pars):
+    """Test error at every depth (mean over seeds, band min..max), one panel per metric of the dataset's runs."""
+    sub = lw[(lw.dataset == dataset) & (lw.status == "ok")]
+    for ax, metric in zip(axes, dict.fromkeys(lw[lw.dataset == dataset].metric)):
         for par in pars:
             s = sub[(sub.paradigm == par) & (sub.metric == metric)].groupby("depth").value
             m = s.mean()
             ax.plot(m.index, m.values, marker="o", ms=3, color=color(par), label=par)
             ax.fill_between(m.index, s.min().values, s.max().values, color=color(par), alpha=0.12)
-        ax.set(yscale="log", xlabel="depth (blocks used)", ylabel=f"test {metric.upper()}")
+        ax.set(yscale="linear" if metric in HIGHER else "log", xlabel="depth (blocks used)",
+               ylabel=f"test {metric.upper()}")
         int_ticks(ax)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{dataset}: the shared head read out after each block (first seed);\ncurves: mean over seeds, band min..max", y=0.99)
+
+
+def fig3_curves(lw, dataset, path, scatter=None):
+    """fig3 of a dataset without a plane to draw (a tabular one): the per-depth test curves, and for regression
+    (scatter: {paradigm: grid.npz}) the full-depth test predictions against the truth (first seed, first target)."""
+    scatter = {p: g for p, g in (scatter or {}).items() if "pred_test" in g}
+    fig, axes = plt().subplots(1, 3 if scatter else 2, figsize=(10.5 if scatter else 7, 2.8))
+    depth_curves(axes, lw, dataset, sorted(set(lw[lw.dataset == dataset].paradigm), key=rank))
+    for par, g in scatter.items():
+        axes[2].scatter(g["y_test"][0, :, 0], g["pred_test"][0, :, 0], s=4, alpha=0.5, color=color(par), label=par)
+    if scatter:
+        lo, hi = axes[2].get_xlim()
+        axes[2].plot([lo, hi], [lo, hi], color="0.5", lw=0.8)
+        axes[2].set(xlabel="true (test split, first seed; standardised)", ylabel="predicted, full depth")
+        axes[2].grid(alpha=0.3)
+    fig.suptitle(f"{dataset}: the shared head read out after each block; mean over seeds, band min..max", fontsize=9)
     save(fig, path, axes[:1])
 
 
@@ -158,7 +185,7 @@ def fig_history(hist, path):
     """Final-depth test MSE against epochs (top) and optimizer steps (bottom), one column per surface."""
     from matplotlib.ticker import MaxNLocator
 
-    hist = hist[hist.metric == "test_mse"]
+    hist = hist[hist.metric.isin(["test_mse", "test_ce"])]  # the training loss on the test split (tabular: ce)
     datasets = list(dict.fromkeys(hist.dataset))
     fig, axes = plt().subplots(2, len(datasets), figsize=(2.5 * len(datasets), 4.8), squeeze=False)
     for c, ds in enumerate(datasets):
@@ -176,16 +203,28 @@ def fig_history(hist, path):
             ax.tick_params(labelsize=8)
             ax.grid(alpha=0.3)
     for ax in axes[:, 0]:
-        ax.set_ylabel("test MSE (final depth)", fontsize=8)
+        ax.set_ylabel("test MSE or CE (final depth)", fontsize=8)
     fig.tight_layout()
     save(fig, path, axes)
 
 
 def surfaces(runs, out):
-    grids, lw = load_grids(runs), read(runs, "layerwise.csv")
-    fig2(grids, out / "fig2_surfaces.png")
+    """fig2 and a fig3 per surface from grid.npz; a dataset without a grid (tabular) gets its fig3 as curves only,
+    named by lpa_core.tabular.label (no path in a file name)."""
+    lw = read(runs, "layerwise.csv")
+    raw = load_grids(runs)
+    grids = {p: g for p, g in raw.items() if len(g["datasets"])}  # a tabular run's grid holds no surface
+    drawn = set(next(iter(grids.values()))["datasets"]) if grids else set()
+    if grids:
+        fig2(grids, out / "fig2_surfaces.png")
+    else:  # the workflow asks for it: say why it is empty
+        fig = plt().figure(figsize=(5, 1))
+        fig.text(0.5, 0.5, "no 2-D surface among these datasets: their per-depth curves are in fig3_layerwise_*",
+                 ha="center", va="center", fontsize=8)
+        save(fig, out / "fig2_surfaces.png")
     for ds in dict.fromkeys(lw.dataset):
-        fig3(grids, lw, ds, out / f"fig3_layerwise_{ds}.png")
+        path = out / f"fig3_layerwise_{label(ds)}.png"
+        fig3(grids, lw, ds, path) if ds in drawn else fig3_curves(lw, ds, path, raw)
     fig_history(read(runs, "history.csv"), out / "fig_history_surfaces.png")
 
 

@@ -6,7 +6,7 @@
 A tidy table has one row per key (dataset, arch, paradigm[, topology][, depth], metric) with mean, std, n_seeds,
 n_diverged over seeds (a diverged run counts in n_diverged and is left out of the mean; a cell whose every run
 diverged reads `diverged`), and the paper's value where it has one (config/paper_results.csv). Rows follow
-lpa_core.paradigms.PARADIGMS. A new table is one entry in TABLES: a build function (runs, paper csv, arch map) ->
+lpa_core.registry.PARADIGMS. A new table is one entry in TABLES: a build function (runs, paper csv, arch map) ->
 (tidy frame, markdown text).
 """
 import math
@@ -16,19 +16,19 @@ import numpy as np
 import pandas as pd
 
 from lpa_core import ancre_results
-from lpa_core.paradigms import PARADIGMS
+from lpa_core.registry import PARADIGMS
+from lpa_core.tabular import is_tabular
 from lpa_core.report.load import ANCRE, LPA, common, paper, read, scale, stamp
 
-ORDER = list(PARADIGMS)
 TIDY = ["dataset", "arch", "paradigm", "metric", "mean", "std", "n_seeds", "n_diverged"]
-HIGHER = {"test_acc_pct", "val_acc_pct", "inception_score", "precision_pct", "recall_pct"}
-LOWER = {"mse", "mae", "test_loss", "val_ppl", "val_loss", "fid50k", "sfid"}
+HIGHER = {"test_acc_pct", "acc_pct", "val_acc_pct", "inception_score", "precision_pct", "recall_pct"}
+LOWER = {"mse", "mae", "ce", "test_loss", "val_ppl", "val_loss", "fid50k", "sfid"}
 
 
 def rank(p):
     """Sort key of a paradigm or setting (lpa_grouped_k3): PARADIGMS order, then by name."""
-    base = p.split("_k")[0]
-    return ORDER.index(base) if base in ORDER else len(ORDER), len(p), p
+    base, order = p.split("_k")[0], list(PARADIGMS)  # read now: a plugin's paradigm comes after the built-in ones
+    return order.index(base) if base in order else len(order), len(p), p
 
 
 def in_order(frame):
@@ -101,6 +101,11 @@ def write(tab, md, out_csv, out_md=None):
 
 
 # ----------------------------------------------------------------------------- surfaces (LPA Table 1)
+TABLE1_METRICS = [("mse", "MSE", "{:.2e}"), ("mae", "MAE", "{:.4f}"),  # surfaces, tabular regression (lpa_core.tabular)
+                  ("ce", "Cross-entropy (tabular classification)", "{:.4f}"), ("acc_pct", "Accuracy % (tabular classification)", "{:.2f}"),
+                  ("effective_depth", "Adaptive LPA: effective depth (blocks kept)", "{:.2f}")]
+
+
 def table1(runs, paper_csv, amap=None):
     lw, summ = read(runs, "layerwise.csv"), read(runs, "summary.csv")
     keys = ["dataset", "arch", "paradigm", "metric"]
@@ -112,20 +117,22 @@ def table1(runs, paper_csv, amap=None):
     p = paper(paper_csv, LPA, "table1")
     p = p[p.arch == f"{c['arch']}{c['depth']}_w{c['width']}"].rename(columns={"value": "paper_value"})
     tab = tab.merge(p[["dataset", "paradigm", "metric", "paper_value"]], on=["dataset", "paradigm", "metric"], how="left")
-    tab["metric"] = pd.Categorical(tab.metric, ["mse", "mae", "effective_depth"])
+    tab["metric"] = pd.Categorical(tab.metric, [m for m, _, _ in TABLE1_METRICS])
     tab = tab.sort_values("metric", kind="stable").astype({"metric": str}).reset_index(drop=True)
     dom = c["domain"] if isinstance(c["domain"], list) else [c["domain"]] * 2
-    lines = [f"# Table 1: residual MLP ({c['depth']} blocks, width {c['width']}) on 2-D surfaces, test error at the final depth",
+    tabular = any(map(is_tabular, tab.dataset))
+    data = (f"{c['n_train']} train / {c['n_test']} test points on [{dom[0]}, {dom[1]}]^2" if not tabular else
+            "tabular rows: seeded holdouts of 20 % (test) and 10 % of the rest (validation), standardised on the training split "
+            "(lpa_core.tabular; regression errors in units of the target's training std)")
+    lines = [f"# Table 1: residual MLP ({c['depth']} blocks, width {c['width']}) on {'tabular data' if tabular else '2-D surfaces'}, test error at the final depth",
              "", f"Reproduced: mean ± std over seeds {c['seeds']} (scale `{scale(runs)}`), {c['epochs']} epochs, batch "
-             f"{c['batch_size']}, Adam lr {c['lr']} (cosine), {c['n_train']} train / {c['n_test']} test points on "
-             f"[{dom[0]}, {dom[1]}]^2. In parentheses: the LPA paper's Table 1 (blank where it has no value). **Bold**: "
+             f"{c['batch_size']}, Adam lr {c['lr']} (cosine), {data}. In parentheses: the LPA paper's Table 1 (blank where it has no value). **Bold**: "
              "best reproduced mean in the column.", "",
              f"Made by `python -m lpa_core table table1` from run CSVs; {stamp(runs)}", ""]
-    for metric, title, fmt in [("mse", "MSE", "{:.2e}"), ("mae", "MAE", "{:.4f}"),
-                               ("effective_depth", "Adaptive LPA: effective depth (blocks kept)", "{:.2f}")]:
+    for metric, title, fmt in TABLE1_METRICS:
         t = tab[tab.metric == metric]
         if not t.empty:
-            rows = pivot(t, "paradigm", "dataset", fmt, None if metric == "effective_depth" else "min")
+            rows = pivot(t, "paradigm", "dataset", fmt, None if metric == "effective_depth" else "max" if metric in HIGHER else "min")
             lines += [f"## {title}", "", *grid(["paradigm", *dict.fromkeys(t.dataset)], rows), ""]
     return tab, "\n".join(lines)
 

@@ -8,7 +8,9 @@ from types import SimpleNamespace
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from lpa_core import runs as _runs
+import yaml
+
+from lpa_core import registry as _registry, runs as _runs, tabular as _tabular
 from lpa_core.config import TrainConfig
 
 
@@ -39,6 +41,15 @@ def _retype(cfg, over):
 
 _retype(config, workflow.config_settings.overwrite_config)
 validate(config, workflow.source_path("../schemas/config.schema.yaml"))
+# Names: the config's plugins register theirs (lpa_core.registry), then every name the schema marks x-registry is
+# checked against the registry: one line naming the key, before any job. Every job (python -m lpa_core) imports
+# them too, from the environment it inherits (LPA_PLUGINS, lpa_core.cli).
+try:
+    _registry.load_plugins(config.get("plugins", []))
+    _registry.check_names(config, yaml.safe_load(open(workflow.source_path("../schemas/config.schema.yaml"))))
+except ValueError as e:
+    raise WorkflowError(str(e)) from None
+os.environ[_registry.PLUGINS_ENV] = ",".join(config.get("plugins", []))
 
 SCALE = config["scale"]
 if SCALE not in config["scales"]:
@@ -211,6 +222,6 @@ def cached(track, dirs, partial=False):
 
 
 wildcard_constraints:
-    paradigm="[a-z_]+",
+    paradigm="|".join(_registry.PARADIGMS),  # every registered name, a plugin's too (names are identifiers)
     arch="[a-z0-9_]+",
     variant="|".join(TOPOLOGY_VARIANTS),

@@ -42,9 +42,7 @@ for _p in VIS["table3"]["paradigms"]:
 IMAGENET = bool(VIS.get("imagenet_dir"))
 T4 = VIS.get("table4", {})
 T4_ARCH = ARCH_FOR.get(T4.get("arch"), T4.get("arch"))
-PARADIGM_NAMES = ["simultaneous", "sequential", "lpa", "adaptive_lpa", "lpa_grouped", "deep_supervision", "layerskip",
-                  "layerdrop"]
-SETTING_RE = rf"(?:{'|'.join(PARADIGM_NAMES)})(?:_lrx[0-9.]+)?|lpa_grouped_k[0-9]+"
+SETTING_RE = rf"(?:{'|'.join(map(re.escape, _registry.PARADIGMS))})(?:_lrx[0-9.]+)?|lpa_grouped_k[0-9]+"
 
 
 def family(arch):
