@@ -205,7 +205,7 @@ def test_narrowed_datasets_retrain_with_identical_numbers(clean, tmp_path):
 
 # --- processes ------------------------------------------------------------------------------------------------------
 
-LONG = dict(epochs=12, n_train=2000, paradigms=("lpa",), datasets=("saddle",))
+LONG = dict(epochs=150, n_train=4000, paradigms=("lpa",), datasets=("saddle",))
 
 
 @pytest.fixture(scope="module")
@@ -274,7 +274,7 @@ def test_two_workflows_at_once(long_clean, tmp_path):
     wd = workdir(tmp_path, lambda c: tiny(c, **LONG))
     proc = start(wd)
     trainer_pid(wd, proc)
-    second = snakemake(wd, TABLE, *QUICK)
+    second = snakemake(wd, TABLE, "--forcerun", TABLE, *QUICK)  # a second workflow with work to do
     assert second.returncode != 0 and "Directory cannot be locked" in second.stderr + second.stdout
     assert proc.wait(timeout=300) == 0, proc.stderr.read()[-3000:]
     assert outputs(wd) == want
