@@ -12,6 +12,7 @@ from lpa_core.fetch import fetch
 from lpa_core.report.figures import pick_depths
 from lpa_core.report.load import load
 from lpa_core.report.tables import TABLES
+from test_faults import damage  # the fault matrix's file damage (truncated, deleted, garbage)
 
 
 def vision_table(kind, dirs, paper, amap=None):
@@ -161,13 +162,7 @@ def test_pick_depths_and_fetch(tmp_path):
 def test_a_damaged_run_fails_the_table_naming_the_file(runs, tmp_path, capsys, fault):
     """Never exit 0 with a changed table: the command stops with one line naming the file and the fix."""
     path = Path(runs["t2"][3]) / "layerwise.csv"
-    data = path.read_bytes()
-    if fault == "truncated":
-        path.write_bytes(data[: len(data) // 2])
-    elif fault == "deleted":
-        path.unlink()
-    else:
-        path.write_bytes(bytes(reversed(data)))
+    damage(path, fault)
     out = tmp_path / "t.csv"
     for cmd in (["table", "table2", "--paper", str(PAPER), "--out-csv", str(out)], ["figures", "vision", "--outdir", str(tmp_path)],
                 ["report", "--tables", str(ROOT / "results/tables/quick"), "--paper", str(PAPER), "--out", str(tmp_path / "r.html")]):
