@@ -74,8 +74,8 @@ def dag_commands(scale, todo=False):
 
 
 @functools.lru_cache(maxsize=None)
-def vision_depth_flops(arch, classes, channels, size):
-    """Forward FLOPs of one image at depth k = 1..L (stem + blocks 1..k + head), from one meta-device forward."""
+def vision_layer_flops(arch, classes, channels, size):
+    """Forward FLOPs of one image per layer (stem, blocks 1..L, head), from one meta-device forward."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -89,24 +89,48 @@ def vision_depth_flops(arch, classes, channels, size):
     counts = {k: sum(v.values()) for k, v in fc.get_flop_counts().items()}
     name = type(model).__name__
     blocks = [counts.get(f"{name}.blocks.{j}", 0) for j in range(model.depth)]
-    rest = counts["Global"] - sum(blocks)  # stem and head, paid at every depth
-    return [rest + sum(blocks[:k]) for k in range(1, model.depth + 1)]
+    head = counts.get(f"{name}.head", 0)
+    return (counts["Global"] - sum(blocks) - head, *blocks, head)
+
+
+def lm_layer_flops(model, seq_len):
+    """Forward FLOPs of one sequence per layer (stem, blocks 1..L, head) of an LMStack (PaLM, appendix B): per token
+    2 x the layer's parameters, plus 4 x width x seq_len per block (attention scores and weighted sum); the
+    embedding lookup is free."""
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    width = model.config.hidden_size
+    return (0, *(seq_len * (2 * n(b) + 4 * width * seq_len) for b in model.blocks), seq_len * 2 * n(model.head))
+
+
+def depth_flops(layers):
+    """Forward FLOPs at depth k = 1..L (stem + blocks 1..k + head) from the per-layer FLOPs (stem, blocks, head)."""
+    return [layers[0] + sum(layers[1:k + 1]) + layers[-1] for k in range(1, len(layers) - 1)]
+
+
+def vision_depth_flops(arch, classes, channels, size):
+    """Forward FLOPs of one image at depth k = 1..L (stem + blocks 1..k + head)."""
+    return depth_flops(vision_layer_flops(arch, classes, channels, size))
 
 
 @functools.lru_cache(maxsize=None)
 def lm_depth_flops(arch, vocab_size, seq_len):
-    """Forward FLOPs of one sequence at depth k (PaLM, appendix B): per token 2 x (parameters of blocks 1..k and
-    of the head) + 4 x k x width x seq_len (attention scores and weighted sum); the embedding lookup is free."""
+    """Forward FLOPs of one sequence at depth k (lm_layer_flops of the named size built on the meta device)."""
     import torch
 
     from lpa_core.lm import create_lm
 
     with torch.device("meta"):
         model = create_lm(arch, vocab_size)
-    width = model.config.hidden_size
-    head = sum(p.numel() for p in model.head.parameters())
-    blocks = [sum(p.numel() for p in b.parameters()) for b in model.blocks]
-    return [seq_len * (2 * (head + sum(blocks[:k])) + 4 * k * width * seq_len) for k in range(1, len(blocks) + 1)]
+    return depth_flops(lm_layer_flops(model, seq_len))
+
+
+def count_forwards(model, layers, add):
+    """Hooks on a BlockStack's stem, blocks and head: every forward a layer computes in train mode (training, not
+    evaluation) calls add(layer, FLOPs) with layer 0 = stem, 1..L blocks, L+1 head and FLOPs = layers[layer] x the
+    examples of its input (a block LayerDrop skips is not run, so not counted)."""
+    mods = [model.stem, *model.blocks, model.head]
+    for i, m in enumerate(mods):
+        m.register_forward_pre_hook(lambda mod, args, i=i: add(i, layers[i] * args[0].shape[0]) if mod.training else None)
 
 
 def step_depths(cfg, L):
