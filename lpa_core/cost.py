@@ -14,8 +14,9 @@ its TrainConfig, so the estimate follows the config and every scale override. Pe
             sequential                                            the mean of 1..L over its stages
             lpa, adaptive_lpa                                     1, 2, ..., L, then L (Adaptive LPA: LPA's, an upper bound)
             lpa_grouped                                           k, 2k, ..., L, then L
-          times batches x epochs; plus evaluation (forward only): vision at each evaluated epoch the test set and
-          10,000 training images at full depth, language models cfg.eval_tokens; the final every-depth pass.
+          times batches x epochs; plus evaluation (forward only): vision at each evaluated epoch the test set,
+          the validation images (val_frac) and 10,000 training images at full depth, language models
+          cfg.eval_tokens (twice with a development split); the final every-depth pass.
   time    FLOPs / (peak x MFU): peak = the GPU's dense bf16 rate (GPUS; h200: 790 TFLOP/s, as measured on the
           chip), MFU = what benchmarks/gpu_acceptance.sh measured for that model (results/benchmarks/gpu/mfu.csv,
           Simultaneous, bf16) when committed, else ASSUMED_MFU (the issue's goals: 15% for the image models, 25%
@@ -158,14 +159,15 @@ def batch_flops(cfg, F):
 def job_flops(cfg):
     """(training + evaluation FLOPs of one job, model family 'resnet' | 'vit' | 'lm')."""
     if cfg.task == "vision":
-        from lpa_core.images import DATASETS
+        from lpa_core.images import DATASETS, n_held
         from lpa_core.vision import TRAIN_EVAL, family
 
         spec = DATASETS[cfg.datasets[0]]
         F = vision_depth_flops(cfg.arch, spec.classes, spec.channels, spec.size)
         n_train = min(cfg.train_subset or spec.n_train, spec.n_train)
-        n_test = min(cfg.test_subset or spec.n_test, spec.n_test)
-        per_eval = n_test + min(n_train, TRAIN_EVAL)
+        n_val = n_held(n_train, cfg.val_frac)
+        n_train, n_test = n_train - n_val, min(cfg.test_subset or spec.n_test, spec.n_test)
+        per_eval = n_test + min(n_train, TRAIN_EVAL) + n_val
         batches, fam = n_train // cfg.batch_size, family(cfg.arch)
         final = n_test
     else:
@@ -174,6 +176,7 @@ def job_flops(cfg):
             raise ValueError(f"cost: {cfg.arch} job with epoch_batches 0 (a pass over the corpus): its size is not known before loading it")
         batches, fam = cfg.epoch_batches, "lm"
         per_eval = final = max(1, cfg.eval_tokens // cfg.seq_len)
+        per_eval *= 1 + bool(cfg.val_frac)  # the development split too (at most eval_tokens)
     evals = math.ceil(cfg.epochs / cfg.eval_every) + 1
     return batch_flops(cfg, F) * batches * cfg.epochs + F[-1] * (per_eval * evals + final), fam
 

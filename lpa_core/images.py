@@ -67,10 +67,15 @@ def fixed_subset(n, k, seed=SUBSET_SEED):
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:k].sort().values
 
 
+def n_held(n, frac):
+    """Images held out of n for validation at val_frac `frac`: round(frac x n), at least one when frac > 0."""
+    return max(1, round(frac * n)) if frac else 0
+
+
 def hold_out(idx, frac, seed=VAL_SEED):
     """(training, validation) indices of idx: a fixed fraction `frac` (at least one image when frac > 0) held out,
     drawn from its own generator, each part in idx's order; frac 0: (idx, empty)."""
-    n_val = max(1, round(frac * len(idx))) if frac else 0
+    n_val = n_held(len(idx), frac)
     perm = torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed))
     return idx[perm[n_val:].sort().values], idx[perm[:n_val].sort().values]
 
