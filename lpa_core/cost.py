@@ -156,14 +156,34 @@ def batch_flops(cfg, F):
     return 3 * forward * cfg.batch_size
 
 
+def forward_flops(cfg):
+    """Forward FLOPs per example (an image; a sequence of cfg.seq_len tokens) at each depth of cfg's model."""
+    if cfg.task == "vision":
+        from lpa_core.images import DATASETS
+
+        spec = DATASETS[cfg.datasets[0]]
+        return vision_depth_flops(cfg.arch, spec.classes, spec.channels, spec.size)
+    return lm_depth_flops(cfg.arch, cfg.vocab_size, cfg.seq_len)
+
+
+def equal_flops_epochs(cfg, match="lpa"):
+    """Epochs in which cfg.paradigm trains as many FLOPs as paradigm `match` in cfg.epochs, on the same model, data
+    and batches (issue 12's equal compute, analytic): round(epochs x batch_flops(match) / batch_flops(cfg)), >= 1.
+    Simultaneous matched to LPA: round(E x (F_1 + ... + F_L + F_L) / F_L)."""
+    from dataclasses import replace
+
+    F = forward_flops(cfg)
+    return max(1, round(cfg.epochs * batch_flops(replace(cfg, paradigm=match), F) / batch_flops(cfg, F)))
+
+
 def job_flops(cfg):
     """(training + evaluation FLOPs of one job, model family 'resnet' | 'vit' | 'lm')."""
+    F = forward_flops(cfg)
     if cfg.task == "vision":
         from lpa_core.images import DATASETS, n_held
         from lpa_core.vision import TRAIN_EVAL, family
 
         spec = DATASETS[cfg.datasets[0]]
-        F = vision_depth_flops(cfg.arch, spec.classes, spec.channels, spec.size)
         n_train = min(cfg.train_subset or spec.n_train, spec.n_train)
         n_val = n_held(n_train, cfg.val_frac)
         n_train, n_test = n_train - n_val, min(cfg.test_subset or spec.n_test, spec.n_test)
@@ -171,7 +191,6 @@ def job_flops(cfg):
         batches, fam = n_train // cfg.batch_size, family(cfg.arch)
         final = n_test
     else:
-        F = lm_depth_flops(cfg.arch, cfg.vocab_size, cfg.seq_len)
         if not cfg.epoch_batches:
             raise ValueError(f"cost: {cfg.arch} job with epoch_batches 0 (a pass over the corpus): its size is not known before loading it")
         batches, fam = cfg.epoch_batches, "lm"
