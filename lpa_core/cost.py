@@ -114,24 +114,20 @@ def vision_depth_flops(arch, classes, channels, size):
 
 
 @functools.lru_cache(maxsize=None)
-def lm_depth_flops(arch, vocab_size, seq_len):
-    """Forward FLOPs of one sequence at depth k (lm_layer_flops of the named size built on the meta device)."""
+def lm_named_flops(arch, vocab_size, seq_len):
+    """lm_layer_flops of an LM arch built on the meta device."""
     import torch
 
     from lpa_core.lm import create_lm
 
     with torch.device("meta"):
         model = create_lm(arch, vocab_size)
-    return depth_flops(lm_layer_flops(model, seq_len))
+    return lm_layer_flops(model, seq_len)
 
 
-def count_forwards(model, layers, add):
-    """Hooks on a BlockStack's stem, blocks and head: every forward a layer computes in train mode (training, not
-    evaluation) calls add(layer, FLOPs) with layer 0 = stem, 1..L blocks, L+1 head and FLOPs = layers[layer] x the
-    examples of its input (a block LayerDrop skips is not run, so not counted)."""
-    mods = [model.stem, *model.blocks, model.head]
-    for i, m in enumerate(mods):
-        m.register_forward_pre_hook(lambda mod, args, i=i: add(i, layers[i] * args[0].shape[0]) if mod.training else None)
+def lm_depth_flops(arch, vocab_size, seq_len):
+    """Forward FLOPs of one sequence at depth k = 1..L (stem + blocks 1..k + head)."""
+    return depth_flops(lm_named_flops(arch, vocab_size, seq_len))
 
 
 def step_depths(cfg, L):
@@ -156,29 +152,36 @@ def batch_flops(cfg, F):
     return 3 * forward * cfg.batch_size
 
 
-def forward_flops(cfg):
-    """Forward FLOPs per example (an image; a sequence of cfg.seq_len tokens) at each depth of cfg's model."""
+def layer_flops(cfg):
+    """Forward FLOPs per example (an image; a sequence of cfg.seq_len tokens) of cfg's model, per layer (stem,
+    blocks 1..L, head)."""
     if cfg.task == "vision":
         from lpa_core.images import DATASETS
 
         spec = DATASETS[cfg.datasets[0]]
-        return vision_depth_flops(cfg.arch, spec.classes, spec.channels, spec.size)
-    return lm_depth_flops(cfg.arch, cfg.vocab_size, cfg.seq_len)
+        return vision_layer_flops(cfg.arch, spec.classes, spec.channels, spec.size)
+    return lm_named_flops(cfg.arch, cfg.vocab_size, cfg.seq_len)
 
 
 def equal_flops_epochs(cfg, match="lpa"):
     """Epochs in which cfg.paradigm trains as many FLOPs as paradigm `match` in cfg.epochs, on the same model, data
-    and batches (issue 12's equal compute, analytic): round(epochs x batch_flops(match) / batch_flops(cfg)), >= 1.
-    Simultaneous matched to LPA: round(E x (F_1 + ... + F_L + F_L) / F_L)."""
+    and batches (issue 12's equal compute, analytic, >= 1). Every step of these paradigms trains the stem, so by
+    lpa_core.task's rule a step at depth d costs 3 F_d - stem per example (F_d = forward FLOPs at depth d);
+    Simultaneous matched to LPA: round(E (3 (F_1 + ... + F_L + F_L) - (L + 1) stem) / (3 F_L - stem)). Not for sequential
+    (frozen blocks: no weight gradient); LayerDrop's dropped blocks counted (an upper bound)."""
     from dataclasses import replace
 
-    F = forward_flops(cfg)
-    return max(1, round(cfg.epochs * batch_flops(replace(cfg, paradigm=match), F) / batch_flops(cfg, F)))
+    layers = layer_flops(cfg)
+    F = depth_flops(layers)
+    if "sequential" in (cfg.paradigm, match):
+        raise ValueError("equal_flops_epochs: not for sequential (its steps skip the frozen blocks' weight gradients)")
+    per_batch = lambda p: sum(3 * F[d - 1] - layers[0] for d in step_depths(replace(cfg, paradigm=p), len(F)))  # noqa: E731
+    return max(1, round(cfg.epochs * per_batch(match) / per_batch(cfg.paradigm)))
 
 
 def job_flops(cfg):
     """(training + evaluation FLOPs of one job, model family 'resnet' | 'vit' | 'lm')."""
-    F = forward_flops(cfg)
+    F = depth_flops(layer_flops(cfg))
     if cfg.task == "vision":
         from lpa_core.images import DATASETS, n_held
         from lpa_core.vision import TRAIN_EVAL, family

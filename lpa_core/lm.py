@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lpa_core import io
-from lpa_core.cost import count_forwards, lm_layer_flops
+from lpa_core.cost import lm_layer_flops
 from lpa_core.task import OneRunTask
 from lpa_core.models import BlockStack
 from lpa_core.registry import MODELS, is_pretrained
@@ -224,8 +224,8 @@ class LMTask(OneRunTask):
         self.opt = make_optimizer(self.model, cfg.lr, cfg.weight_decay, cfg.shortcut_decay == "same")
         self.lr = cfg.lr
         self.gen = torch.Generator().manual_seed(2_000_003 + self.seed)  # window positions and order
+        self.model.layer_flops = lm_layer_flops(self.model, cfg.seq_len)  # per sequence of seq_len tokens
         self.counters()
-        count_forwards(self.model, lm_layer_flops(self.model, cfg.seq_len), self.add_forward)  # per sequence
         self._drawn = [None, 0]  # (epoch, batches drawn in it): the per-step schedule's position
         self.n_params = sum(p.numel() for p in self.model.parameters())
         from importlib.metadata import PackageNotFoundError, version  # (importing datasets itself costs seconds)
@@ -264,6 +264,7 @@ class LMTask(OneRunTask):
 
     def loss_at(self, h, y):
         """Next-token cross-entropy [1] of the shared head on representation h [B, T, d]."""
+        self.model.count(self.model.depth + 1, h)
         with self.model.autocast():
             logits = self.model.head(h)
         return self._ce(logits, y).reshape(1)
@@ -313,8 +314,8 @@ class LMTask(OneRunTask):
             ppl, loss, acc = self.evaluate(every_depth=False, split=split)[self.model.depth]
             self.bad |= not math.isfinite(loss)
             rows += [(f"{split}_loss", loss), (f"{split}_ppl", ppl), (f"{split}_acc_pct", acc)]
-        pre = [self.cfg.exp, self.dataset, self.cfg.arch, self.cfg.paradigm, self.seed, epoch, int(self.steps[0]),
-               int(self.samples[0]), round(wall, 3), self.lr]
+        pre = [self.cfg.exp, self.dataset, self.cfg.arch, self.cfg.paradigm, self.seed, epoch, *self.counts(0),
+               round(wall, 3), self.lr]
         ppl, loss = rows[1][1], rows[0][1]
         rows = [pre + [m, float("nan") if bool(self.bad[0]) else v] for m, v in rows]
         return rows, f"val ppl {ppl:.2f} loss {loss:.4g}"
@@ -353,8 +354,8 @@ class LMTask(OneRunTask):
         layerwise = [keys + [d, m, float("nan") if bad else val[d][k], status[0]]
                      for d in range(1, L + 1) for k, m in enumerate(("val_ppl", "val_loss", "val_acc_pct"))]
         eff = int(self.state.get("depth", torch.tensor([L]))[0])
-        summary = [keys + [status[0], diverged_at[0] or "", int(self.steps[0]), int(self.samples[0]), round(wall, 3), L, eff,
-                           round(100 * (1 - eff / L), 2), self.n_params, sum(p.numel() for p in self.model.params(depth=eff)),
+        summary = [keys + [status[0], diverged_at[0] or "", *self.counts(0), round(wall, 3), L, eff,
+                           round(100 * (1 - eff / L), 2), self.n_params, cfg.lr, sum(p.numel() for p in self.model.params(depth=eff)),
                            int(self.samples[0]) * cfg.seq_len]]
         io.write_csv(out / "layerwise.csv", LAYERWISE, layerwise)
         io.write_csv(out / "history.csv", HISTORY, history)

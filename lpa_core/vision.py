@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from lpa_core import io
-from lpa_core.cost import count_forwards, vision_layer_flops
+from lpa_core.cost import vision_layer_flops
 from lpa_core.task import OneRunTask
 from lpa_core.images import load_images
 from lpa_core.surfaces import HISTORY, KEYS, SUMMARY
@@ -137,8 +137,8 @@ class VisionTask(OneRunTask):
         self.opt = make_optimizer(self.model, cfg.arch, cfg.lr, cfg.weight_decay, cfg.shortcut_decay == "same")
         self.lr = cfg.lr
         self.gen = torch.Generator().manual_seed(2_000_003 + self.seed)  # batch order and augmentation
+        self.model.layer_flops = vision_layer_flops(cfg.arch, spec.classes, spec.channels, spec.size)  # per image
         self.counters()
-        count_forwards(self.model, vision_layer_flops(cfg.arch, spec.classes, spec.channels, spec.size), self.add_forward)
         self.n_params = sum(p.numel() for p in self.model.parameters())
         from lpa_core._torchvision import import_timm, import_torchvision
 
@@ -166,6 +166,7 @@ class VisionTask(OneRunTask):
 
     def loss_at(self, h, y):
         """Loss [1] of the shared head on representation h."""
+        self.model.count(self.model.depth + 1, h)
         with self.autocast():
             logits = self.model.head(h)
         return F.cross_entropy(logits.float(), y).reshape(1)
@@ -216,8 +217,8 @@ class VisionTask(OneRunTask):
             acc, loss = self.evaluate(split, every_depth=False, subset=subset)[L]
             self.bad |= not np.isfinite(loss)
             rows += [(f"{split}_loss", loss), (f"{split}_acc_pct", acc)]
-        pre = [self.cfg.exp, self.dataset, self.cfg.arch, self.cfg.paradigm, self.seed, epoch, int(self.steps[0]),
-               int(self.samples[0]), round(wall, 3), self.lr]
+        pre = [self.cfg.exp, self.dataset, self.cfg.arch, self.cfg.paradigm, self.seed, epoch, *self.counts(0),
+               round(wall, 3), self.lr]
         test_loss, test_acc = rows[-2][1], rows[-1][1]
         rows = [pre + [m, float("nan") if bool(self.bad[0]) else v] for m, v in rows]
         return rows, f"test acc {test_acc:.2f}% loss {test_loss:.4g}"
@@ -242,8 +243,8 @@ class VisionTask(OneRunTask):
         layerwise = [keys + [d, m, float("nan") if bad else test[d][k], status[0]]
                      for d in range(1, L + 1) for k, m in enumerate(("test_acc_pct", "test_loss"))]
         eff = int(self.state.get("depth", torch.tensor([L]))[0])
-        summary = [keys + [status[0], diverged_at[0] or "", int(self.steps[0]), int(self.samples[0]), round(wall, 3), L, eff,
-                           round(100 * (1 - eff / L), 2), self.n_params, sum(p.numel() for p in self.model.params(depth=eff))]]
+        summary = [keys + [status[0], diverged_at[0] or "", *self.counts(0), round(wall, 3), L, eff,
+                           round(100 * (1 - eff / L), 2), self.n_params, cfg.lr, sum(p.numel() for p in self.model.params(depth=eff))]]
         if cfg.n_embed:
             emb, labels, index = self.embeddings(cfg.n_embed)
             io.write_npz(out / "embeddings.npz", emb=emb, labels=labels, index=index, depth=np.arange(1, L + 1),

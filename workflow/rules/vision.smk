@@ -5,8 +5,9 @@
 #                                                            inference CSV/npz, run.json)
 #     vexp     table2 (Tables 2-3, Figs 4-6/9), sec54 (Sec 5.4 unit sizes), fig10 (learning rates), table4 (ImageNet),
 #              eqflops (issue 12's equal compute: setting simultaneous only, Table 2's keys but the epochs at which
-#              Simultaneous trains LPA's analytic FLOPs, lpa_core.cost.equal_flops_epochs: round(E x (F_1 + ... +
-#              F_L + F_L) / F_L), F_k = forward FLOPs at depth k; target rule vision_equal_compute)
+#              Simultaneous trains LPA's analytic FLOPs, lpa_core.cost.equal_flops_epochs: round(E (3 (F_1 + ...
+#              + F_L + F_L) - (L+1) stem) / (3 F_L - stem)), F_k = forward FLOPs at depth k; target rule
+#              vision_equal_compute)
 #     setting  a paradigm (lpa_core.paradigms), or a variant of one:
 #                lpa_grouped_k{k}   LPA over units of k blocks (Sec 5.4)
 #                {paradigm}_lrx{f}  the paradigm at f x the recipe's learning rate (Fig 10)
