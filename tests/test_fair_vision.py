@@ -63,6 +63,21 @@ def test_image_validation_split_is_disjoint_fixed_and_carved_after_the_subset(ti
         TrainConfig(val_frac=0.1)
 
 
+def test_imagenet_folder_holds_out_un_augmented_training_images(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    for part, n in (("train", 5), ("val", 1)):
+        for c in ("n01", "n02"):
+            (tmp_path / part / c).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(np.full((40, 48, 3), i, dtype=np.uint8)).save(tmp_path / part / c / f"{i}.png")
+    d = images.FolderImages(tmp_path, images.DATASETS["imagenet"], "cpu", workers=0, val_frac=0.2)
+    assert (d.n_train, d.n_val) == (8, 2) and sorted(d.train_idx.tolist() + d.val_idx.tolist()) == list(range(10))
+    (x, y), = d.eval_batches("val", 4)
+    assert x.shape == (2, 3, 224, 224) and len(y) == 2
+
+
 def test_lm_development_split_is_the_tail_of_the_training_tokens(tmp_path):
     full = text.load_text("pydoc", "bpe", 300, 16, str(tmp_path))
     d = text.load_text("pydoc", "bpe", 300, 16, str(tmp_path), val_frac=0.1)
