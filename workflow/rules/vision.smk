@@ -3,7 +3,11 @@
 #
 #   {RUNS}/{vexp}/{dataset}/{arch}/{setting}/seed{seed}/     one run (layerwise, history, summary, embeddings,
 #                                                            inference CSV/npz, run.json)
-#     vexp     table2 (Tables 2-3, Figs 4-6/9), sec54 (Sec 5.4 unit sizes), fig10 (learning rates), table4 (ImageNet)
+#     vexp     table2 (Tables 2-3, Figs 4-6/9), sec54 (Sec 5.4 unit sizes), fig10 (learning rates), table4 (ImageNet),
+#              eqflops (issue 12's equal compute: setting simultaneous only, Table 2's keys but the epochs at which
+#              Simultaneous trains LPA's analytic FLOPs, lpa_core.cost.equal_flops_epochs: round(E (3 (F_1 + ...
+#              + F_L + F_L) - (L+1) stem) / (3 F_L - stem)), F_k = forward FLOPs at depth k; target rule
+#              vision_equal_compute)
 #     setting  a paradigm (lpa_core.paradigms), or a variant of one:
 #                lpa_grouped_k{k}   LPA over units of k blocks (Sec 5.4)
 #                {paradigm}_lrx{f}  the paradigm at f x the recipe's learning rate (Fig 10)
@@ -20,7 +24,7 @@
 
 
 wildcard_constraints:
-    vexp="table2|sec54|fig10|table4",
+    vexp="table2|sec54|fig10|table4|eqflops",
     setting=SETTING_RE,
     seed="[0-9]+",
     dataset="[a-z0-9_]+",
@@ -94,3 +98,12 @@ rule vision_figures:
 
 VISION_TABLES = ["table2", "table3", "sec54", "inference", "fig6", *(["table4"] if IMAGENET else [])]
 VISION_OUT = [*rules.vision_figures.output]
+
+
+EQ_DIRS = [f"{RUNS}/eqflops/{d}/{a}/simultaneous/seed{s}" for d in VIS["datasets"] for a in V_ARCHS for s in VIS["seeds"]]
+
+
+rule vision_equal_compute:  # `snakemake vision_equal_compute`: one run per Table 2 (dataset, arch, seed); their
+    # history.csv (steps, flops, wall_s per epoch) beside Table 2's lpa and simultaneous runs' is time to target's input
+    input:
+        [f"{d}/run.json" for d in EQ_DIRS],

@@ -76,9 +76,19 @@ def vision_args(w):
             "data_dir": V_DATA, **keys}
     if w.dataset == "imagenet":
         opts["imagenet_dir"] = VIS["imagenet_dir"]
+    if w.vexp == "eqflops":  # Simultaneous for as many FLOPs as LPA at the recipe (vision.smk)
+        opts["epochs"] = equal_flops_epochs(opts)
     if rule_gpus("train_vision") and "device" not in keys:
         opts["device"] = "cuda"
     return " ".join(f"--{k} {v}" for k, v in opts.items())
+
+
+def equal_flops_epochs(opts):
+    """lpa_core.cost.equal_flops_epochs of the run of these options against LPA (analytic; imports torch, so only
+    an eqflops job's options call it)."""
+    from lpa_core.cost import equal_flops_epochs as epochs
+
+    return epochs(TrainConfig.from_dict(TrainConfig.parse_options(shlex.split(" ".join(f"--{k} {v}" for k, v in opts.items())))))
 
 
 # files that say a dataset is in data_dir (as lpa_core.images reads them; Fashion-MNIST's .gz in Debian's copy
