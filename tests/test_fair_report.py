@@ -44,7 +44,7 @@ def make_run(d, paradigm, final, exp="table1", lrs=None, flops=True):
     hist = hist if flops else [r[:8] + r[9:] for r in hist]
     (d / "history.csv").write_text(cols + "\n" + "".join(",".join(map(str, r)) + "\n" for r in hist))
     (d / "summary.csv").write_text(f"{key},status,steps\n" + "".join(",".join(map(str, r)) + "\n" for r in summ))
-    np.savez(d / "grid.npz", datasets=np.array(DS), truth=np.stack([np.full((4, 4), 0.0), np.full((4, 4), 6.0)]))  # std 3
+    np.savez(d / "grid.npz", datasets=np.array(DS), truth=np.tile([-3.0, 3.0], (2, 8)).reshape(2, 4, 4))  # std 3
     cfg = dict(exp=exp, arch="resmlp", datasets=DS, seeds=SEEDS, paradigm=paradigm, depth=L, width=10, epochs=E, lr=0.01,
                dataset_lrs=lrs or [])
     info = dict(config=cfg, runs=[dict(dataset=ds, seed=s, status="ok") for ds in DS for s in SEEDS], wall_s=4.0 * E,
@@ -146,7 +146,9 @@ def test_claims_map_and_search(report):
     best = s[s.best].iloc[0]
     assert (best.workload, best.protocol, best.aggregation) == ("domain_2", "tuned", "final depth")
     assert best.distance < 0.05 and best.rank_corr == pytest.approx(1.0)
-    assert s.set_index("candidate").distance["table1 · tuned · final depth"] > 2
+    d = s.set_index("candidate").distance
+    assert d["table1 · tuned · final depth"] > 2
+    assert d["domain_2 · tuned · normalised"] == pytest.approx((np.log10(9) + np.log10(3)) / 2, abs=0.02)  # mse / 3², mae / 3
     for f in ("claims_map.png", "protocol_search.png"):
         assert (out / "figures" / f).stat().st_size > 5000
 

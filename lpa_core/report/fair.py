@@ -195,7 +195,9 @@ def time_to_target(got):
                 rows.append(dict(dataset=ds, target_frac=frac, target_epoch=int(at), target_val_mse=target, protocol=proto,
                                  paradigm=par, reached=f"{len(hit)}/{len(hs)}", n_reached=len(hit), n_runs=len(hs),
                                  **{f"median_{c}": v for c, v in med.items()}))
-    return pd.DataFrame(rows).sort_values(["target_frac", "protocol"], kind="stable").reset_index(drop=True)
+    t = pd.DataFrame(rows)
+    return t.sort_values(["target_frac", "protocol", "paradigm"], kind="stable", key=lambda c: c.map(
+        list(PROTOCOLS).index) if c.name == "protocol" else c.map(rank) if c.name == "paradigm" else c).reset_index(drop=True)
 
 
 def search(obs, paper_csv):
@@ -269,24 +271,25 @@ def fig_claims_map(cm, path):
     ds = sorted(set(c.dataset), key=lambda d: list(SURFACES).index(d) if d in SURFACES else len(SURFACES))
     m = float(np.nanmax(np.abs(np.log10(c.ratio.clip(1e-12))))) if len(c) else 1.0
     norm = LogNorm(10 ** -max(m, 0.3), 10 ** max(m, 0.3))
-    fig, axes = plt().subplots(1, 2, figsize=(2.2 + 1.5 * len(ds), 1.0 + 0.45 * len(ws)), squeeze=False, sharey=True)
+    h = 1.4 + 0.45 * len(ws)
+    fig, axes = plt().subplots(1, 2, figsize=(max(8.0, 2.5 + 2.2 * len(ds)), h), squeeze=False, sharey=True)
     for ax, compute in zip(axes[0], ("equal epochs", "equal compute")):
         g = c[c.compute == compute].set_index(["variant", "dataset"])
         img = np.array([[g.ratio.get((w, d), np.nan) for d in ds] for w in ws], float)
         im = ax.imshow(np.ma.masked_invalid(img), cmap="RdBu_r", norm=norm, aspect="auto")
         ax.set_facecolor("0.85")
-        for i, w in enumerate(ws):
-            for j, d in enumerate(ds):
-                if (w, d) in g.index:
-                    r = g.loc[(w, d)]
-                    ax.text(j, i, f"{r.ratio:.2g}", ha="center", va="center", fontsize=7)
-                    if r.verdict == INCONCLUSIVE:
-                        ax.add_patch(Rectangle((j - .5, i - .5), 1, 1, fill=False, hatch="///", edgecolor="0.4", lw=0))
+        for (w, d), r in g.iterrows():
+            i, j = ws.index(w), ds.index(d)
+            dark = abs(np.log10(r.ratio)) > 0.6 * max(m, 0.3)
+            ax.text(j, i, f"{r.ratio:.2g}", ha="center", va="center", fontsize=7, color="w" if dark else "k")
+            if r.verdict == INCONCLUSIVE:
+                ax.add_patch(Rectangle((j - .5, i - .5), 1, 1, fill=False, hatch="///", edgecolor="0.4", lw=0))
         ax.set_xticks(range(len(ds)), ds, rotation=35, ha="right", fontsize=8)
         ax.set_yticks(range(len(ws)), ws, fontsize=8)
-        ax.set_title(f"{compute}" + (f" ({', '.join(sorted(set(c[c.compute == compute].protocol)))})" if compute != "equal epochs" else " (tuned)"), fontsize=9)
-    fig.colorbar(im, ax=axes[0].tolist(), label="LPA / Simultaneous test MSE (<1: LPA better)")
-    fig.suptitle("Claims map: LPA's final-depth error ratio to Simultaneous (hatched: 95 % CI straddles 1; grey: not run)", fontsize=9)
+        ax.set_title(f"{compute} ({', '.join(sorted(set(g.protocol))) or 'not run'})", fontsize=9)
+    fig.colorbar(im, ax=axes[0].tolist(), label="LPA / Simultaneous, test MSE")
+    fig.suptitle("Claims map: LPA's final-depth error ratio to Simultaneous (blue: LPA better)\n"
+                 "hatched: 95 % CI straddles 1 (inconclusive); grey: not run", fontsize=9, y=1 + 0.15 / h, va="bottom")
     save(fig, path)
 
 
