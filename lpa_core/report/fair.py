@@ -308,6 +308,8 @@ def fig_search(t, path):
     ax.set(xlabel="distance: mean |log10(ours / paper)| over Table 1 cells", ylabel="Spearman rank corr. of paradigms (mean over surfaces)",
            title=f"Protocol search: best {b.candidate} (distance {b.distance:.2f}, rank corr. {b.rank_corr:.2f})")
     ax.title.set_fontsize(9)
+    ax.set_xlim(left=0)
+    ax.set_ylim(-1.05, 1.05)
     ax.grid(alpha=0.3)
     save(fig, path, legend_axes=ax)
 
