@@ -177,10 +177,10 @@ def time_to_target(got):
     for proto in ("tuned", "equal_steps", "equal_flops"):
         for r in got.get(("table1", proto), []):
             h = read([r], "history.csv")
-            h = h[h.metric == "val_mse"].assign(protocol=proto, seconds=lambda d: d.wall_s / len(r.info.get("runs") or [0]),
+            h = h[h.metric == "val_mse"].replace([np.inf, -np.inf], np.nan).assign(protocol=proto, seconds=lambda d: d.wall_s / len(r.info.get("runs") or [0]),
                                                  epochs=r.cfg["epochs"])
             hist[proto, r.paradigm] = h.reindex(columns=[*h.columns, *(["flops"] if "flops" not in h else [])])
-    if (key := ("tuned", SIM)) not in hist:
+    if (key := ("tuned", SIM)) not in hist or hist[key].empty:
         print("fair-report: time_to_target left out: no tuned Simultaneous runs of table1 with val_mse", file=sys.stderr)
         return pd.DataFrame()
     rows = []
@@ -196,7 +196,7 @@ def time_to_target(got):
                                  paradigm=par, reached=f"{len(hit)}/{len(hs)}", n_reached=len(hit), n_runs=len(hs),
                                  **{f"median_{c}": v for c, v in med.items()}))
     t = pd.DataFrame(rows)
-    return t.sort_values(["target_frac", "protocol", "paradigm"], kind="stable", key=lambda c: c.map(
+    return t if t.empty else t.sort_values(["target_frac", "protocol", "paradigm"], kind="stable", key=lambda c: c.map(
         list(PROTOCOLS).index) if c.name == "protocol" else c.map(rank) if c.name == "paradigm" else c).reset_index(drop=True)
 
 
@@ -228,11 +228,13 @@ def search(obs, paper_csv):
 
 
 # ----------------------------------------------------------------------------- markdown, figures
+T1_NOTE = ("mean [95 % bootstrap CI over seeds] · ratio to Simultaneous under the same protocol (paired seeds, CI). Protocols: "
+           "paper (equal epochs, shared recipe), tuned (equal epochs, each paradigm tuned on validation), equal_steps / "
+           "equal_flops (as many optimizer steps / FLOPs as tuned LPA). Rules: docs/fair.md.")
+
+
 def md_table1(tab, runs):
-    lines = ["# Table 1 under four protocols (surfaces, final-depth test error)", "",
-             "mean [95 % bootstrap CI over seeds] · ratio to Simultaneous under the same protocol (paired seeds, CI). "
-             "Protocols: paper (equal epochs, shared recipe), tuned (equal epochs, each paradigm tuned on validation), "
-             "equal_steps / equal_flops (as many optimizer steps / FLOPs as tuned LPA). Rules: docs/fair.md.", "",
+    lines = ["# Table 1 under four protocols (surfaces, final-depth test error)", "", T1_NOTE, "",
              f"Made by `python -m lpa_core fair-report`; {stamp(runs)}", ""]
     t = tab[tab.workload == "table1"]
     for met, g in t.groupby("metric", sort=False):
