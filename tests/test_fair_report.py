@@ -171,3 +171,40 @@ def test_damaged_run_is_one_error(tree, tmp_path, capsys):
     assert main(["fair-report", "--runs", str(root), "--paper", str(PAPER), "--tables", str(tmp_path / "t"),
                  "--figures", str(tmp_path / "f")]) == 2
     assert str(f) in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_end_to_end_with_real_tuned_runs(tmp_path):
+    """Real runs at a tiny size: the paper protocol (train), tuned Simultaneous, Sequential and LPA (tune), equal-steps
+    Simultaneous matched to tuned LPA; then the report's outputs."""
+    root, common = tmp_path / "runs" / "adhoc", ["--datasets", "saddle,high_freq", "--seeds", "0,1", "--n_train", "200",
+                                                 "--n_test", "200", "--n_val", "200", "--epochs", "2", "--eval_every", "1",
+                                                 "--depth", "3", "--grid", "8"]
+
+    def lpa(*args):
+        r = subprocess.run([sys.executable, "-m", "lpa_core", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return r
+
+    for par in FACTOR:
+        lpa("train", "--exp", "table1", "--paradigm", par, "--out", str(root / "table1/resmlp" / par), *common)
+        lpa("tune", "--exp", "fair_table1", "--paradigm", par, "--trials", "2", "--out", str(root / "fair/table1/epochs" / par), *common)
+    lpa("tune", "--exp", "fair_table1_steps", "--paradigm", "simultaneous", "--trials", "2", "--match", "steps",
+        "--match-dir", str(root / "fair/table1/epochs/lpa/final"), "--out", str(root / "fair/table1/steps/simultaneous"), *common)
+    out = tmp_path / "out"
+    r = lpa("fair-report", "--runs", str(root), "--paper", str(PAPER), "--tables", str(out / "t"), "--figures", str(out / "f"))
+    assert "protocol equal_flops left out" in r.stderr
+    t = pd.read_csv(out / "t" / "table1_fair.csv")
+    assert set(t.protocol) == {"paper", "tuned", "equal_steps"} and (t.n_seeds == 2).all()
+    assert ((t.ci_low <= t["mean"]) & (t["mean"] <= t.ci_high)).all()
+    tuned = t[t.protocol == "tuned"]
+    assert tuned.selected_lr.notna().all() and len(set(tuned.selected_lr)) >= 1
+    tt = pd.read_csv(out / "t" / "time_to_target.csv")
+    assert set(tt.protocol) == {"tuned", "equal_steps"} and (tt.n_runs == 2).all()
+    sim = tt[(tt.protocol == "tuned") & (tt.paradigm == "simultaneous") & (tt.target_frac == 1.0)]
+    assert (sim.n_reached >= 1).all()  # its own mean final validation error: at least one seed is at or below it
+    assert tt[tt.n_reached > 0].median_flops.gt(0).all()
+    v = pd.read_csv(out / "t" / "verdicts.csv")
+    assert set(v.verdict) <= {"reproduced", "not reproduced", "inconclusive"} and {"paper", "tuned", "equal_steps"} <= set(v.protocol)
+    assert set(pd.read_csv(out / "t" / "claims_map.csv").compute) == {"equal epochs", "equal compute"}
+    assert (out / "f" / "claims_map.png").is_file() and (out / "f" / "protocol_search.png").is_file()

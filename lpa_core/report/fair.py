@@ -142,7 +142,7 @@ def verdicts(obs):
             if m.empty:
                 continue
             seeds = m.groupby("seed").size().pipe(lambda s: s.index[s == s.max()])  # seeds with every surface
-            full = m[m.index.get_level_values("seed").isin(seeds)].unstack("seed")
+            full = m[m.index.get_level_values("seed").isin(seeds)].unstack("seed").dropna()
             groups = [(ds, m.loc[ds]) for ds in m.index.unique("dataset")]
             for ds, g in groups + [("all", None)]:
                 arr = (lambda p: g[p].to_numpy()[None]) if g is not None else (lambda p: full[p].to_numpy())
