@@ -289,29 +289,37 @@ def fig_claims_map(cm, path):
         ax.set_xticks(range(len(ds)), ds, rotation=35, ha="right", fontsize=8)
         ax.set_yticks(range(len(ws)), ws, fontsize=8)
         ax.set_title(f"{compute} ({', '.join(sorted(set(g.protocol))) or 'not run'})", fontsize=9)
-    fig.colorbar(im, ax=axes[0].tolist(), label="LPA / Simultaneous, test MSE")
+    cb = fig.colorbar(im, ax=axes[0].tolist(), label="LPA / Simultaneous, test MSE")
+    ticks = [x for x in (1e-3, 1e-2, 0.1, 0.2, 0.5, 1, 2, 5, 10, 100, 1e3) if norm.vmin <= x <= norm.vmax]
+    cb.set_ticks(ticks, labels=[f"{x:g}" for x in ticks])
+    cb.ax.minorticks_off()
     fig.suptitle("Claims map: LPA's final-depth error ratio to Simultaneous (blue: LPA better)\n"
                  "hatched: 95 % CI straddles 1 (inconclusive); grey: not run", fontsize=9, y=1 + 0.15 / h, va="bottom")
     save(fig, path)
 
 
 def fig_search(t, path):
+    """Distance against rank correlation: colour = aggregation, marker = workload · protocol (hollow: overlaps show)."""
     from lpa_core.report.figures import plt, save
 
     fig, ax = plt().subplots(figsize=(7, 4.5))
-    for i, (agg, g) in enumerate(t.groupby("aggregation", sort=False)):
-        ax.scatter(g.distance, g.rank_corr.fillna(0), s=25, color=f"C{i}", label=agg)
-        for r in g.itertuples():
-            ax.annotate(f"{r.workload}·{r.protocol}", (r.distance, 0 if np.isnan(r.rank_corr) else r.rank_corr), fontsize=6,
-                        xytext=(3, 2), textcoords="offset points")
+    aggs, wps = list(dict.fromkeys(t.aggregation)), list(dict.fromkeys(zip(t.workload, t.protocol)))
+    marks = "osD^vP<>Xph"
+    for r in t.itertuples():
+        ax.scatter(r.distance, np.nan_to_num(r.rank_corr), s=45, marker=marks[wps.index((r.workload, r.protocol)) % len(marks)],
+                   facecolor="none", edgecolor=f"C{aggs.index(r.aggregation)}", lw=1.3)
+    for i, a in enumerate(aggs):
+        ax.scatter([], [], marker="s", color=f"C{i}", label=a)
+    for i, (w, p) in enumerate(wps):
+        ax.scatter([], [], marker=marks[i % len(marks)], facecolor="none", edgecolor="k", label=f"{w} · {p}")
     b = t[t.best].iloc[0]
-    ax.scatter([b.distance], [0 if np.isnan(b.rank_corr) else b.rank_corr], s=220, marker="*", facecolor="none", edgecolor="k",
-               label="best match")
+    ax.scatter([b.distance], [np.nan_to_num(b.rank_corr)], s=400, marker="*", facecolor="none", edgecolor="r", label="best match")
+    ax.annotate(b.candidate, (b.distance, np.nan_to_num(b.rank_corr)), xytext=(8, -14), textcoords="offset points", fontsize=7, color="r")
     ax.set(xlabel="distance: mean |log10(ours / paper)| over Table 1 cells", ylabel="Spearman rank corr. of paradigms (mean over surfaces)",
            title=f"Protocol search: best {b.candidate} (distance {b.distance:.2f}, rank corr. {b.rank_corr:.2f})")
     ax.title.set_fontsize(9)
     ax.set_xlim(left=0)
-    ax.set_ylim(-1.05, 1.05)
+    ax.set_ylim(-1.1, 1.1)
     ax.grid(alpha=0.3)
     save(fig, path, legend_axes=ax)
 
