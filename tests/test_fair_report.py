@@ -159,6 +159,7 @@ def test_report_shows_a_verdict_per_protocol(report):
     out, _ = report
     page, _ = html.build(html.Ctx(tables=[out / "tables"]))
     assert "Verdict per protocol" in page and "<th>equal_steps</th>" in page and "b-not-reproduced\">not reproduced" in page
+    assert "0 of 2 surfaces reproduced, 2 not" in page  # tuned LPA, built 2x worse on both surfaces
 
 
 def test_damaged_run_is_one_error(tree, tmp_path, capsys):

@@ -177,8 +177,9 @@ def time_to_target(got):
     for proto in ("tuned", "equal_steps", "equal_flops"):
         for r in got.get(("table1", proto), []):
             h = read([r], "history.csv")
-            h = h[h.metric == "val_mse"].replace([np.inf, -np.inf], np.nan).assign(protocol=proto, seconds=lambda d: d.wall_s / len(r.info.get("runs") or [0]),
-                                                 epochs=r.cfg["epochs"])
+            n = len(r.info.get("runs") or [0])  # the job's runs share its wall time
+            h = h[h.metric == "val_mse"].replace([np.inf, -np.inf], np.nan).assign(
+                protocol=proto, seconds=lambda d: d.wall_s / n, epochs=r.cfg["epochs"])
             hist[proto, r.paradigm] = h.reindex(columns=[*h.columns, *(["flops"] if "flops" not in h else [])])
     if (key := ("tuned", SIM)) not in hist or hist[key].empty:
         print("fair-report: time_to_target left out: no tuned Simultaneous runs of table1 with val_mse", file=sys.stderr)
@@ -205,12 +206,14 @@ def search(obs, paper_csv):
     mean over depths, normalised: mse / var(target), mae / std(target) over the domain) against the published Table 1:
     distance = mean |log10(ours / paper)|, rank_corr = Spearman of the paradigms per (surface, metric), averaged."""
     p = paper(paper_csv, LPA, "table1")
-    p = p[p.paradigm.isin(list(PARADIGMS)) & p.metric.isin(["mse", "mae"])].assign(paper=lambda d: pd.to_numeric(d.value, errors="coerce"))
+    p = p[p.paradigm.isin(list(PARADIGMS)) & p.metric.isin(["mse", "mae"])]
+    p = p.assign(paper=pd.to_numeric(p.value, errors="coerce"))
     p = p[p.paper > 0][["dataset", "paradigm", "metric", "paper"]]
     o, rows = obs[obs.ok & obs.protocol.isin(["paper", "tuned"])], []
     aggs = {"final depth": lambda d: d[d.metric.isin(["mse", "mae"])],
             "mean over depths": lambda d: d[d.metric.str.endswith("_mean_depth")].assign(metric=lambda x: x.metric.str[:3]),
-            "normalised": lambda d: d[d.metric.isin(["mse", "mae"])].assign(value=lambda x: x.value / np.where(x.metric == "mse", x.sd ** 2, x.sd))}
+            "normalised": lambda d: d[d.metric.isin(["mse", "mae"])].assign(
+                value=lambda x: x.value / np.where(x.metric == "mse", x.sd ** 2, x.sd))}
     for (w, proto), g in o.groupby(["workload", "protocol"], sort=False):
         for agg, fn in aggs.items():
             m = fn(g).groupby(["dataset", "paradigm", "metric"], as_index=False).value.mean().merge(p, on=["dataset", "paradigm", "metric"])
@@ -327,11 +330,15 @@ def fig_search(t, path):
 # ----------------------------------------------------------------------------- command
 def verdicts_html(v, esc, badge, table_html):
     """The report's verdict-per-protocol block (html.build shows it when verdicts.csv is among the tables)."""
+    per = v[v.dataset != "all"].groupby(["claim", "metric", "protocol"]).verdict.agg(
+        lambda x: f"{(x == REPRODUCED).sum()} of {len(x)} surfaces reproduced, {(x == NOT_REPRODUCED).sum()} not")
     v = v[v.dataset == "all"]
     protos = [p for p in PROTOCOLS if p in set(v.protocol)]
-    rows = [(esc(claim), esc(met), *[(lambda r: f"{badge(r.verdict)}<br><span class=s>×{r.ratio:.3g} [{r.ratio_low:.3g}, "
-                                      f"{r.ratio_high:.3g}], {r.n_seeds} seeds</span>")(g[g.protocol == p].iloc[0])
-                                     if (g.protocol == p).any() else "–" for p in protos])
+
+    def cell(r):
+        return (f"{badge(r.verdict)}<br><span class=s>×{r.ratio:.3g} [{r.ratio_low:.3g}, {r.ratio_high:.3g}], {r.n_seeds} seeds; "
+                f"{esc(per.get((r.claim, r.metric, r.protocol), ''))}</span>")
+    rows = [(esc(claim), esc(met), *[cell(g[g.protocol == p].iloc[0]) if (g.protocol == p).any() else "–" for p in protos])
             for (claim, met), g in v.groupby(["claim", "metric"], sort=False)]
     return ("<h3 id=fair>Verdict per protocol (issue #12, docs/fair.md)</h3><p class=s>Geometric mean over surfaces of the ratio "
             "(final-depth test error), 95 % paired-seed bootstrap CI: reproduced when the CI lies on the claimed side of 1, "
