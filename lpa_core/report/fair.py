@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from lpa_core.registry import PARADIGMS, SURFACES
-from lpa_core.report.load import LPA, load, paper, read, stamp
-from lpa_core.report.tables import grid, rank, write
+from lpa_core.report.load import LPA, load, paper, read, scale, stamp
+from lpa_core.report.tables import HIGHER, grid, quarters, rank, write
 
 PROTOCOLS = {"paper": None, "tuned": "epochs", "equal_steps": "steps", "equal_flops": "flops"}  # name: fair/<w>/<dir>
 VARIANTS = ["table1", "domain_2", "domain_pi", "domain_5", "epochs_10", "epochs_30", "epochs_500", "width_32", "depth_12"]
@@ -115,20 +115,29 @@ def wide(o, paradigms):
 
 
 # ----------------------------------------------------------------------------- tables
-def cells(obs):
-    """table1_fair rows: per workload, protocol, dataset, metric, paradigm: mean (CI), ratio to Simultaneous (CI)."""
-    rows = []
-    for (w, proto, ds, met), o in obs[obs.metric.isin(METRICS)].groupby(["workload", "protocol", "dataset", "metric"], sort=False):
+KEY_ORDER = ["workload", "dataset", "arch", "topology", "depth", "paradigm", "protocol", "metric"]  # cells' key columns
+
+
+def cells(obs, by=("workload", "protocol", "dataset", "metric"), min_seeds=1):
+    """Per `by` group (surfaces: workload, protocol, dataset, metric) and paradigm: mean (CI), ratio to Simultaneous of
+    the same group (paired seeds, CI); selected_lr where obs has it. An interval needs min_seeds seeds (else NaN)."""
+    rows, nan = [], (np.nan,) * 3
+    for key, o in obs.groupby(list(by), sort=False):
         for par in sorted(o.paradigm.unique(), key=rank):
             x = o[(o.paradigm == par) & o.ok].value.to_numpy()
-            mean, lo, hi = boot(x) if len(x) else (np.nan,) * 3
+            mean, lo, hi = boot(x) if len(x) else nan
             pair = wide(o, [par, SIM])
-            ratio = boot(pair[par].to_numpy(), [pair[SIM].to_numpy()]) if len(pair) and par != SIM else (np.nan,) * 3
+            ratio = boot(pair[par].to_numpy(), [pair[SIM].to_numpy()]) if len(pair) and par != SIM else nan
             if par == SIM and len(pair):
                 ratio = (1.0, 1.0, 1.0)
-            rows.append(dict(workload=w, dataset=ds, paradigm=par, protocol=proto, metric=met, mean=mean, ci_low=lo, ci_high=hi,
-                             n_seeds=len(x), selected_lr=o[o.paradigm == par].selected_lr.iloc[0], ratio=ratio[0],
-                             ratio_low=ratio[1], ratio_high=ratio[2]))
+            if len(x) < min_seeds:
+                lo = hi = np.nan
+            if len(pair) < min_seeds:
+                ratio = (ratio[0], np.nan, np.nan)
+            lr = {"selected_lr": o[o.paradigm == par].selected_lr.iloc[0]} if "selected_lr" in o else {}
+            k = {**dict(zip(by, key)), "paradigm": par}
+            rows.append(dict(**{c: k[c] for c in KEY_ORDER if c in k}, mean=mean, ci_low=lo, ci_high=hi, n_seeds=len(x), **lr,
+                             ratio=ratio[0], ratio_low=ratio[1], ratio_high=ratio[2]))
     return pd.DataFrame(rows)
 
 
@@ -170,33 +179,46 @@ def claims_map(tab):
                                        "ratio_high", "n_seeds", "claim", "verdict"])
 
 
-def time_to_target(got):
-    """Targets per surface: tuned Simultaneous's mean val_mse at the first evaluated epoch >= 10, 30, 100 % of its epochs.
-    Per protocol, paradigm, surface, seed: the first evaluated epoch at or below the target -> steps, flops, seconds."""
-    hist = {}
-    for proto in ("tuned", "equal_steps", "equal_flops"):
-        for r in got.get(("table1", proto), []):
-            h = read([r], "history.csv")
-            n = len(r.info.get("runs") or [0])  # the job's runs share its wall time
-            h = h[h.metric == "val_mse"].replace([np.inf, -np.inf], np.nan).assign(
-                protocol=proto, seconds=lambda d: d.wall_s / n, epochs=r.cfg["epochs"])
-            hist[proto, r.paradigm] = h.reindex(columns=[*h.columns, *(["flops"] if "flops" not in h else [])])
-    if (key := ("tuned", SIM)) not in hist or hist[key].empty:
-        print("fair-report: time_to_target left out: no tuned Simultaneous runs of table1 with val_mse", file=sys.stderr)
-        return pd.DataFrame()
-    rows = []
-    for ds, s in hist[key].groupby("dataset", sort=False):
+def curve(r, metric, **cols):
+    """History of one run's `metric` (full depth) with seconds (the job's wall_s / its runs: vectorised runs share it),
+    the run's epochs, a flops column (NaN in runs made before FLOPs were counted) and `cols` ({column: value})."""
+    h = read([r], "history.csv")
+    n = len(r.info.get("runs") or [0])
+    h = h[h.metric == metric].replace([np.inf, -np.inf], np.nan).assign(seconds=lambda d: d.wall_s / n, epochs=r.cfg["epochs"], **cols)
+    return h.reindex(columns=[*h.columns, *(["flops"] if "flops" not in h else [])])
+
+
+def reach(hist, ref, by, metric, higher=False):
+    """Time to target, any track. hist: {(protocol, paradigm): curves}; per `by` group, the targets are ref's mean
+    `metric` over seeds at the first evaluated epoch >= 10, 30, 100 % of its epochs. Per key, group, seed: the first
+    evaluated epoch at or past the target (>= when higher is better, else <=) -> steps, flops, seconds; medians over
+    the seeds that reached it (NaN and n_reached 0: never)."""
+    rows, by = [], list(by)
+    for grp, s in hist[ref].groupby(by, sort=False):
+        at_grp = lambda h: h[np.logical_and.reduce([h[c] == v for c, v in zip(by, grp)])]  # noqa: E731
         for frac in FRACS:
             at = s[s.epoch >= frac * s.epochs.iloc[0] - 1e-9].epoch.min()
             target = float(s[s.epoch == at].value.mean())
             for (proto, par), h in hist.items():
-                hs = [g.sort_values("epoch") for _, g in h[h.dataset == ds].groupby("seed")]
-                hit = [g[g.value <= target].iloc[0] for g in hs if (g.value <= target).any()]
+                hs = [g.sort_values("epoch") for _, g in at_grp(h).groupby("seed")]
+                ok = [(g.value >= target) if higher else (g.value <= target) for g in hs]
+                hit = [g[m].iloc[0] for g, m in zip(hs, ok) if m.any()]
                 med = {c: float(np.median([x[c] for x in hit])) if hit else np.nan for c in ("steps", "flops", "seconds")}
-                rows.append(dict(dataset=ds, target_frac=frac, target_epoch=int(at), target_val_mse=target, protocol=proto,
-                                 paradigm=par, reached=f"{len(hit)}/{len(hs)}", n_reached=len(hit), n_runs=len(hs),
+                rows.append(dict(**dict(zip(by, grp)), target_frac=frac, target_epoch=int(at), **{f"target_{metric}": target},
+                                 protocol=proto, paradigm=par, reached=f"{len(hit)}/{len(hs)}", n_reached=len(hit), n_runs=len(hs),
                                  **{f"median_{c}": v for c, v in med.items()}))
-    t = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def time_to_target(got):
+    """Targets per surface: tuned Simultaneous's mean val_mse at the first evaluated epoch >= 10, 30, 100 % of its epochs.
+    Per protocol, paradigm, surface, seed: the first evaluated epoch at or below the target -> steps, flops, seconds."""
+    hist = {(proto, r.paradigm): curve(r, "val_mse", protocol=proto)
+            for proto in ("tuned", "equal_steps", "equal_flops") for r in got.get(("table1", proto), [])}
+    if (key := ("tuned", SIM)) not in hist or hist[key].empty:
+        print("fair-report: time_to_target left out: no tuned Simultaneous runs of table1 with val_mse", file=sys.stderr)
+        return pd.DataFrame()
+    t = reach(hist, key, ["dataset"], "val_mse")
     return t if t.empty else t.sort_values(["target_frac", "protocol", "paradigm"], kind="stable", key=lambda c: c.map(
         list(PROTOCOLS).index) if c.name == "protocol" else c.map(rank) if c.name == "paradigm" else c).reset_index(drop=True)
 
@@ -251,15 +273,20 @@ def md_table1(tab, runs):
     return "\n".join(lines)
 
 
-def md_ttt(t):
-    lines = ["# Time to target (table1 workload)", "", "Target per surface: tuned Simultaneous's mean validation mse "
-             "(full depth) at 10 / 30 / 100 % of its epochs. Cell: seeds reached / seeds; median steps, FLOPs, seconds over "
-             "those that reached it ('never' when none did).", ""]
+TTT_TEXT = ("Target per surface: tuned Simultaneous's mean validation mse (full depth) at 10 / 30 / 100 % of its epochs. "
+            "Cell: seeds reached / seeds; median steps, FLOPs, seconds over those that reached it ('never' when none did).")
+
+
+def md_ttt(t, by=("dataset",), title="# Time to target (table1 workload)", text=TTT_TEXT):
+    """Markdown of reach's rows: per target fraction, one row per (protocol, paradigm), one column per `by` group."""
+    lines = [title, "", text, ""]
+    label = lambda d: [" · ".join(map(str, k)) for k in zip(*[d[c] for c in by])]  # noqa: E731
     for frac, g in t.groupby("target_frac", sort=False):
-        ds = list(dict.fromkeys(g.dataset))
+        g = g.assign(group=label(g))
+        ds = list(dict.fromkeys(g.group))
         cell = lambda r: f"{r.reached} · " + (f"{r.median_steps:.3g} steps, {r.median_flops:.3g} FLOPs, {r.median_seconds:.3g} s"
                                               if r.n_reached else "never")
-        rows = [[proto, par, *[cell(x[x.dataset == d].iloc[0]) if (x.dataset == d).any() else "" for d in ds]]
+        rows = [[proto, par, *[cell(x[x.group == d].iloc[0]) if (x.group == d).any() else "" for d in ds]]
                 for (proto, par), x in g.groupby(["protocol", "paradigm"], sort=False)]
         lines += [f"## target at {frac:.0%} of Simultaneous's epochs", "", *grid(["protocol", "paradigm", *ds], rows), ""]
     return "\n".join(lines)
@@ -327,6 +354,85 @@ def fig_search(t, path):
     save(fig, path, legend_axes=ax)
 
 
+# ----------------------------------------------------------------------------- vision and LM tracks (tables vision_fair, lm_fair)
+EQ_PROTOCOLS = {"table2": "equal_epochs", "eqflops": "equal_flops"}  # run.json experiment -> protocol (else equal_epochs)
+TRACK_FAIR = {  # track: (time-to-target metric (full depth, held out of training), test metrics at every depth, groups)
+    "vision": ("val_acc_pct", ["test_acc_pct", "test_loss"], ["dataset", "arch"]),
+    "lm": ("dev_loss", ["val_ppl", "val_loss"], ["dataset", "arch", "topology"])}
+
+
+def track_fair(track, runs, amap=None):
+    """The fair views of Table 2's (vision) or Table 5's (LM) runs, one tidy frame (column `view`):
+    time_to_target (reach's rows: targets from Simultaneous's validation / development curve at equal epochs) and
+    equal_compute (cells' rows per depth: every paradigm at equal epochs, LPA against Simultaneous trained for LPA's
+    FLOPs (the eqflops runs) under equal_flops; intervals from 2 seeds; verdict of 'beats Simultaneous')."""
+    ttt_metric, metrics, by = TRACK_FAIR[track]
+    proto = lambda r: EQ_PROTOCOLS.get(r.exp, "equal_epochs")  # noqa: E731
+    cols = lambda r: {"protocol": proto(r), **({"topology": r.topology} if "topology" in by else {})}  # noqa: E731
+    lw = pd.concat([read([r], "layerwise.csv").assign(**cols(r)) for r in runs], ignore_index=True)
+    sm = pd.concat([read([r], "summary.csv").assign(**cols(r)) for r in runs], ignore_index=True)
+    obs = lw[lw.metric.isin(metrics)]
+    if "flops" in sm:  # the training FLOPs beside each run's full depth: equal_flops should read ~1x
+        obs = pd.concat([obs, sm.assign(depth=sm.n_blocks, metric="flops", value=sm.flops.astype(float))[obs.columns]], ignore_index=True)
+    obs = obs.assign(ok=obs.status == "ok")
+    eq = obs[obs.protocol == "equal_flops"][by].drop_duplicates()
+    lpa = obs[(obs.protocol == "equal_epochs") & (obs.paradigm == LPA_P)].merge(eq, on=by)
+    obs = pd.concat([obs, lpa.assign(protocol="equal_flops")], ignore_index=True)
+    ec = cells(obs, [*by, "depth", "protocol", "metric"], min_seeds=2)
+    side = ec.metric.map(lambda m: 1 if m in HIGHER else -1 if m in metrics else 0)
+    ec["verdict"] = [verdict(lo, hi, sd) if sd and p != SIM else "" for lo, hi, sd, p in zip(ec.ratio_low, ec.ratio_high, side, ec.paradigm)]
+    hist = {}
+    for r in runs:
+        hist.setdefault((proto(r), r.paradigm), []).append(curve(r, ttt_metric, **{k: v for k, v in cols(r).items() if k != "protocol"}))
+    hist = {k: pd.concat(v, ignore_index=True) for k, v in sorted(hist.items(), key=lambda kv: (kv[0][0] != "equal_epochs", rank(kv[0][1])))}
+    ref = ("equal_epochs", SIM)
+    ttt = reach(hist, ref, by, ttt_metric, ttt_metric in HIGHER) if ref in hist and not hist[ref].empty else pd.DataFrame()
+    tab = pd.concat([f.assign(view=v) for f, v in ((ttt, "time_to_target"), (ec, "equal_compute")) if not f.empty], ignore_index=True)
+    tab = tab[["view", *[c for c in tab.columns if c != "view"]]]
+    for c in {"depth", "n_seeds", "target_epoch", "n_reached", "n_runs"} & set(tab):  # integers, blank in the other view
+        tab[c] = ["" if pd.isna(v) else int(v) for v in tab[c]]
+    return tab, md_track(track, ttt, ec, runs, by, ttt_metric, metrics[0], amap or {})
+
+
+def md_track(track, ttt, ec, runs, by, ttt_metric, metric, amap):
+    name = {"vision": "Table 2's models", "lm": "the language models"}[track]
+    split = {"vision": "validation accuracy (%) on the images held out of training (val_frac)",
+             "lm": "development loss on the tokens held out of training (val_frac; val_* is the corpus's reported split)"}[track]
+    used = sorted({r.cfg["arch"] for r in runs if r.cfg["arch"] in amap})
+    lines = [f"# Fair views of {name} (issue 12): time to target and equal compute, at every depth", "",
+             f"Scale `{scale(runs)}`; {len(runs)} runs; seeds {sorted({int(r.cfg['seeds'][0]) for r in runs})}. "
+             + (f"Stand-ins: {', '.join(f'`{a}` for `{amap[a]}`' for a in used)}. " if used else "")
+             + f"Made by `python -m lpa_core table {track}_fair` (lpa_core/report/fair.py; rules: docs/fair.md); {stamp(runs)}", ""]
+    if ttt.empty:
+        lines += ["## Time to target", "", f"Left out: no Simultaneous run at equal epochs with a {ttt_metric} history "
+                  "(the runs were trained with val_frac 0: no hold-out).", ""]
+    else:
+        lines += [md_ttt(ttt, by, "## Time to target", f"Targets per {' · '.join(by)}: Simultaneous's (equal epochs) mean "
+                         f"{split}, full depth, at 10 / 30 / 100 % of its epochs. Cell: seeds reached / seeds; median optimizer "
+                         "steps, training FLOPs, seconds over those that reached it ('never' when none did).").replace("\n## target", "\n### target"), ""]
+    where = {"vision": "test", "lm": "the corpus's held-out split"}[track]
+    lines += ["## Equal compute, every depth", "", f"`{metric}` on {where} (mean [95 % bootstrap CI over seeds]) × its ratio to "
+              "Simultaneous under the same protocol (paired seeds, CI; intervals need >= 2 seeds). equal_epochs: every "
+              "paradigm the same epochs (the papers' protocol); equal_flops (vision.eqflops runs): LPA against Simultaneous "
+              "trained for as many analytic FLOPs as LPA. Depths shown: the quarter points (the CSV has every depth); "
+              "FLOPs: mean training FLOPs per run ('–': runs made before FLOPs were counted).", ""]
+    f = lambda v: "–" if pd.isna(v) else f"{v:.4g}"  # noqa: E731
+    for grp, g in ec.groupby(by, sort=False):
+        m = g[g.metric == metric]
+        L = int(m.depth.max()) if len(m) else 0
+        ds = quarters(L) if L else []
+        fl = g[g.metric == "flops"].set_index(["paradigm", "protocol"])["mean"]
+        rows = []
+        for (par, pr), x in m.groupby(["paradigm", "protocol"], sort=False):
+            ci = lambda v, lo, hi: f(v) + (f" [{f(lo)}, {f(hi)}]" if np.isfinite([lo, hi]).all() else "")  # noqa: E731
+            c = {r.depth: ci(r["mean"], r.ci_low, r.ci_high) + (f" ×{ci(r.ratio, r.ratio_low, r.ratio_high)}"
+                 if par != SIM and np.isfinite(r.ratio) else "") for _, r in x.iterrows()}
+            rows.append([par, pr, f(fl.get((par, pr), np.nan)), *[c.get(d, "") for d in ds]])
+        rows.sort(key=lambda r: (r[1] != "equal_epochs", rank(r[0])))
+        lines += [f"### {' · '.join(map(str, grp))}", "", *grid(["paradigm", "protocol", "FLOPs", *[f"depth {d}" for d in ds]], rows), ""]
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- command
 def verdicts_html(v, esc, badge, table_html):
     """The report's verdict-per-protocol block (html.build shows it when verdicts.csv is among the tables)."""
@@ -353,7 +459,7 @@ def fair_cmd(args):
     out, figs = Path(args.tables), Path(args.figures)
     out.mkdir(parents=True, exist_ok=True)
     figs.mkdir(parents=True, exist_ok=True)
-    tab = cells(obs)
+    tab = cells(obs[obs.metric.isin(METRICS)])
     write(tab[tab.workload == "table1"].drop(columns="workload"), md_table1(tab, runs), out / "table1_fair.csv", out / "table1_fair.md")
     v = verdicts(obs)
     write(v, None, out / "verdicts.csv")

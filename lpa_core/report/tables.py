@@ -431,5 +431,15 @@ def table5(runs, paper_csv, amap=None):
     return tab, "\n".join(lines)
 
 
+def fair(track):
+    """vision_fair / lm_fair: issue 12's time to target and equal compute of a track (lpa_core.report.fair.track_fair)."""
+    def build(runs, paper_csv=None, amap=None):
+        from lpa_core.report.fair import track_fair  # fair.py builds on this module
+
+        return track_fair(track, runs, amap)
+    return build
+
+
 TABLES = {"table1": table1, "ancre": ancre, "table2": vision("table2"), "table3": vision("table3"),
-          "sec54": vision("sec54"), "table4": vision("table4"), "inference": inference, "fig6": fig6, "table5": table5}
+          "sec54": vision("sec54"), "table4": vision("table4"), "inference": inference, "fig6": fig6, "table5": table5,
+          "vision_fair": fair("vision"), "lm_fair": fair("lm")}

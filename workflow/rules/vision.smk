@@ -7,7 +7,7 @@
 #              eqflops (issue 12's equal compute: setting simultaneous only, Table 2's keys but the epochs at which
 #              Simultaneous trains LPA's analytic FLOPs, lpa_core.cost.equal_flops_epochs: round(E (3 (F_1 + ...
 #              + F_L + F_L) - (L+1) stem) / (3 F_L - stem)), F_k = forward FLOPs at depth k; target rule
-#              vision_equal_compute)
+#              vision_equal_compute; in `all` where vision.eqflops; read by the vision_fair table)
 #     setting  a paradigm (lpa_core.paradigms), or a variant of one:
 #                lpa_grouped_k{k}   LPA over units of k blocks (Sec 5.4)
 #                {paradigm}_lrx{f}  the paradigm at f x the recipe's learning rate (Fig 10)
@@ -96,14 +96,11 @@ rule vision_figures:
         "python -m lpa_core figures vision --runs {params.dirs} --lr-runs {params.fig10} --outdir {params.outdir} > {log} 2>&1"
 
 
-VISION_TABLES = ["table2", "table3", "sec54", "inference", "fig6", *(["table4"] if IMAGENET else [])]
+VISION_TABLES = ["table2", "table3", "sec54", "inference", "fig6", "vision_fair", *(["table4"] if IMAGENET else [])]
 VISION_OUT = [*rules.vision_figures.output]
 
 
-EQ_DIRS = [f"{RUNS}/eqflops/{d}/{a}/simultaneous/seed{s}" for d in VIS["datasets"] for a in V_ARCHS for s in VIS["seeds"]]
-
-
-rule vision_equal_compute:  # `snakemake vision_equal_compute`: one run per Table 2 (dataset, arch, seed); their
-    # history.csv (steps, flops, wall_s per epoch) beside Table 2's lpa and simultaneous runs' is time to target's input
+rule vision_equal_compute:  # `snakemake vision_equal_compute`: the eqflops runs alone (in `all` with vision.eqflops);
+    # their history.csv (steps, flops, wall_s per epoch) beside Table 2's is the vision_fair table's input
     input:
-        [f"{d}/run.json" for d in EQ_DIRS],
+        [f"{d}/run.json" for d in EQ_ALL],

@@ -131,7 +131,11 @@ SEC54_DIRS = vruns("sec54", VIS["ablation"]["datasets"], [ABL_ARCH], GROUP_SETTI
 LR_SETTINGS = [f"lpa_lrx{f:g}" for f in VIS["lr_sweep"]]
 FIG10_DIRS = vruns("fig10", VIS["ablation"]["datasets"], [ABL_ARCH], LR_SETTINGS)
 T4_DIRS = [f"{RUNS}/table4/imagenet/{T4_ARCH}/{p}/seed{s}" for p in T4.get("paradigms", []) for s in VIS["seeds"]]
-VISION_DIRS = list(dict.fromkeys(T2_DIRS + T3_DIRS + SEC54_DIRS + FIG10_DIRS + (T4_DIRS if IMAGENET else [])))
+# issue 12's equal compute (vision.eqflops): Simultaneous at LPA's FLOPs per Table 2 (dataset, arch, seed), when the
+# Table 2 grid has both (read with Table 2's runs by the vision_fair table)
+EQ_ALL = [f"{RUNS}/eqflops/{d}/{a}/simultaneous/seed{s}" for d in VIS["datasets"] for a in V_ARCHS for s in VIS["seeds"]]
+EQ_DIRS = EQ_ALL if VIS.get("eqflops") and {"simultaneous", "lpa"} <= set(VIS["paradigms"]) else []
+VISION_DIRS = list(dict.fromkeys(T2_DIRS + T3_DIRS + SEC54_DIRS + FIG10_DIRS + (T4_DIRS if IMAGENET else []) + EQ_DIRS))
 ARCH_MAP = " ".join(f"{run}={paper}" for run, paper in PAPER_ARCH.items() if run != paper)
 VTABLE = (f"--paper {config['paper_results']} --scale {SCALE}" + (f" --arch-map {ARCH_MAP}" if ARCH_MAP else ""))
 _RUN_FILES = ["layerwise", "history", "summary", "inference"]
