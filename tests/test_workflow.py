@@ -44,7 +44,8 @@ def test_dry_run_schedules_one_job_per_paradigm(tmp_path, scale):
     assert jobs.get("train_surfaces") == n_paradigms, jobs
     assert jobs.get("train_vision") == vision_jobs(cfg, scale), jobs
     assert {"table", "vision_figures"} <= set(jobs) and "table4.csv" not in r.stdout
-    assert all(f"{t}.md" in r.stdout for t in ("table1", "ancre", "table2", "table3", "sec54", "inference", "fig6", "table5"))
+    assert all(f"{t}.md" in r.stdout for t in ("table1", "ancre", "table2", "table3", "sec54", "inference", "fig6", "table5",
+                                               "vision_fair", "lm_fair"))
     assert "fetch_data" not in jobs  # a guard inside each training job, not a job of `all`
 
 
@@ -60,7 +61,8 @@ def vision_jobs(cfg, scale):
     extra_lrs = [f for f in v["lr_sweep"] if f != 1]
     in_t2 = set(ablation) <= set(v["datasets"])
     n_base = 0 if in_t2 else 2  # simultaneous and lpa beside the unit sizes
-    return (table2 + len(ablation) * (len(extra_groups) + len(extra_lrs) + n_base)) * len(v["seeds"])
+    eqflops = len(archs) * len(v["datasets"]) if v.get("eqflops") and {"simultaneous", "lpa"} <= set(v["paradigms"]) else 0
+    return (table2 + len(ablation) * (len(extra_groups) + len(extra_lrs) + n_base) + eqflops) * len(v["seeds"])
 
 
 def test_imagenet_table4_only_when_configured(tmp_path):
@@ -135,6 +137,9 @@ def test_tiny_real_run_end_to_end(tmp_path):
                  "fig6_curves_fashion_mnist.png", "fig10_lr.png", "fig_inference.png"):
         assert (wd / "figures/quick" / name).stat().st_size > 3_000, name
     assert "Table 2: ResNet-18/34" in (wd / "results/report_quick.html").read_text()
+    vf = pd.read_csv(wd / "results/tables/quick/vision_fair.csv")  # eqflops on (vision.eqflops; the override leaves it)
+    assert set(vf.view) == {"time_to_target", "equal_compute"} and "equal_flops" in set(vf.protocol)
+    assert "dev_loss" in set(pd.read_csv(wd / "results/runs/quick/lm/lm_tiny/lpa/cascade/seed0/history.csv").metric)
     t5 = pd.read_csv(wd / "results/tables/quick/table5.csv")
     assert {"simultaneous", "lpa"} <= set(t5.paradigm) and {"cascade", "ancre"} <= set(t5.topology)
     again = snakemake(wd, "-n", "--config", "scale=quick")  # nothing left to do
