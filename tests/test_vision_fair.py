@@ -145,3 +145,12 @@ def test_lm_fair_on_the_development_loss(tmp_path):
     assert t.loc[(1.0, "sequential"), "n_reached"] == 0 and set(tab.topology.dropna()) == {"cascade"}
     ec = tab[(tab.view == "equal_compute") & (tab.metric == "val_ppl") & (tab.paradigm == "lpa")]
     assert len(ec) == L and (ec.protocol == "equal_epochs").all()
+
+
+def test_report_shows_the_fair_views(table, tmp_path):
+    from lpa_core.report import html
+
+    tab, md = table
+    (tmp_path / "vision_fair.csv").write_text(tab.to_csv(index=False))
+    page, _ = html.build(html.Ctx(tables=[tmp_path]))
+    assert "Vision, issue 12" in page and "Equal compute, full depth" in page and "Time to target" in page

@@ -433,6 +433,20 @@ def md_track(track, ttt, ec, runs, by, ttt_metric, metric, amap):
     return "\n".join(lines)
 
 
+def track_summary(tab):
+    """The report's view of a vision_fair / lm_fair CSV: (equal compute at the full depth: the reported metric and the
+    training FLOPs; time to target: reached and the medians), each with its group columns."""
+    g = [c for c in ("dataset", "arch", "topology") if c in tab]
+    ec = tab[tab.view == "equal_compute"]
+    ec = ec[ec.depth == ec.groupby(g).depth.transform("max")]
+    ec = ec[ec.metric.isin([m for _, ms, _ in TRACK_FAIR.values() for m in ms[:1]] + ["flops"])]
+    t = tab[tab.view == "time_to_target"]
+    tcols = [*g, "target_frac", *[c for c in t if c.startswith("target_") and c not in ("target_frac", "target_epoch")],
+             "protocol", "paradigm", "reached", "median_steps", "median_flops", "median_seconds"]
+    return (ec[[*g, "paradigm", "protocol", "metric", "mean", "ci_low", "ci_high", "n_seeds", "ratio", "ratio_low", "ratio_high",
+                "verdict"]], t[[c for c in tcols if c in t]] if len(t) else t)
+
+
 # ----------------------------------------------------------------------------- command
 def verdicts_html(v, esc, badge, table_html):
     """The report's verdict-per-protocol block (html.build shows it when verdicts.csv is among the tables)."""

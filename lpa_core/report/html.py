@@ -229,6 +229,16 @@ def render_table5(df, spec, ctx):
             + ref + f"<p class=s>{esc(NO_RERUN)}</p>")
 
 
+def render_fair_track(df, spec, ctx):
+    """vision_fair / lm_fair (lpa_core.report.fair.track_summary): equal compute at the full depth, time to target."""
+    from lpa_core.report.fair import track_summary
+
+    ec, ttt = track_summary(df)
+    return ("<h4>Equal compute, full depth (ratio to Simultaneous of the same protocol; every depth: the CSV)</h4>"
+            + render_plain(ec, spec, ctx) + ("<h4>Time to target</h4>" + render_plain(ttt, spec, ctx) if len(ttt) else
+                                             "<p class=s>Time to target: no validation history (val_frac 0).</p>"))
+
+
 TABLES = [
     TableSpec("table1.csv", "Table 1: residual MLP (6 blocks, width 10) on 2-D surfaces, test error at the final depth",
               "LPA paper, Table 1 (Sec. 5.1)", render_tidy, exp="table1"),
@@ -255,6 +265,10 @@ TABLES = [
     TableSpec("table5.csv", "Table 5 (language models): validation perplexity at every depth, per paradigm and topology",
               "LPA paper, appendix I, Table 5 (fluency of a 1B mini-Qwen: the qualitative reference); second version, "
               "Fig. 7", render_table5, exp="lm"),
+    TableSpec("vision_fair.csv", "Vision, issue 12: time to target and equal compute (LPA vs Simultaneous at LPA's FLOPs)",
+              "not in the paper (docs/fair.md)", render_fair_track, exp="table2"),
+    TableSpec("lm_fair.csv", "Language models, issue 12: time to target (development loss) and equal compute",
+              "not in the paper (docs/fair.md)", render_fair_track, exp="lm"),
 ]
 
 
