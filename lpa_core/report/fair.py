@@ -380,11 +380,13 @@ def track_fair(track, runs, amap=None):
     obs = pd.concat([obs, lpa.assign(protocol="equal_flops")], ignore_index=True)
     ec = cells(obs, [*by, "depth", "protocol", "metric"], min_seeds=2)
     side = ec.metric.map(lambda m: 1 if m in HIGHER else -1 if m in metrics else 0)
-    ec["verdict"] = [verdict(lo, hi, sd) if sd and p != SIM else "" for lo, hi, sd, p in zip(ec.ratio_low, ec.ratio_high, side, ec.paradigm)]
+    ec["verdict"] = [verdict(lo, hi, sd) if sd and p != SIM else ""
+                     for lo, hi, sd, p in zip(ec.ratio_low, ec.ratio_high, side, ec.paradigm)]
     hist = {}
     for r in runs:
         hist.setdefault((proto(r), r.paradigm), []).append(curve(r, ttt_metric, **{k: v for k, v in cols(r).items() if k != "protocol"}))
-    hist = {k: pd.concat(v, ignore_index=True) for k, v in sorted(hist.items(), key=lambda kv: (kv[0][0] != "equal_epochs", rank(kv[0][1])))}
+    order = lambda kv: (kv[0][0] != "equal_epochs", rank(kv[0][1]))  # noqa: E731
+    hist = {k: pd.concat(v, ignore_index=True) for k, v in sorted(hist.items(), key=order)}
     ref = ("equal_epochs", SIM)
     ttt = reach(hist, ref, by, ttt_metric, ttt_metric in HIGHER) if ref in hist and not hist[ref].empty else pd.DataFrame()
     tab = pd.concat([f.assign(view=v) for f, v in ((ttt, "time_to_target"), (ec, "equal_compute")) if not f.empty], ignore_index=True)
@@ -407,9 +409,10 @@ def md_track(track, ttt, ec, runs, by, ttt_metric, metric, amap):
         lines += ["## Time to target", "", f"Left out: no Simultaneous run at equal epochs with a {ttt_metric} history "
                   "(the runs were trained with val_frac 0: no hold-out).", ""]
     else:
-        lines += [md_ttt(ttt, by, "## Time to target", f"Targets per {' · '.join(by)}: Simultaneous's (equal epochs) mean "
-                         f"{split}, full depth, at 10 / 30 / 100 % of its epochs. Cell: seeds reached / seeds; median optimizer "
-                         "steps, training FLOPs, seconds over those that reached it ('never' when none did).").replace("\n## target", "\n### target"), ""]
+        text = (f"Targets per {' · '.join(by)}: Simultaneous's (equal epochs) mean {split}, full depth, at 10 / 30 / 100 % "
+                "of its epochs. Cell: seeds reached / seeds; median optimizer steps, training FLOPs, seconds over those that "
+                "reached it ('never' when none did).")
+        lines += [md_ttt(ttt, by, "## Time to target", text).replace("\n## target", "\n### target"), ""]
     where = {"vision": "test", "lm": "the corpus's held-out split"}[track]
     lines += ["## Equal compute, every depth", "", f"`{metric}` on {where} (mean [95 % bootstrap CI over seeds]) × its ratio to "
               "Simultaneous under the same protocol (paired seeds, CI; intervals need >= 2 seeds). equal_epochs: every "
