@@ -79,10 +79,10 @@ def vision_depth_flops(arch, classes, channels, size):
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from lpa_core.vision_models import create_vision_model
+    from lpa_core.registry import create_model
 
     with torch.device("meta"):
-        model = create_vision_model(arch, num_classes=classes, in_chans=channels, img_size=size).eval()
+        model = create_model(arch, d_in=(channels, size, size), d_out=classes).eval()
         x = torch.zeros(1, channels, size, size)
     with torch.no_grad(), FlopCounterMode(display=False, depth=3) as fc:
         model(x)
@@ -99,10 +99,10 @@ def lm_depth_flops(arch, vocab_size, seq_len):
     of the head) + 4 x k x width x seq_len (attention scores and weighted sum); the embedding lookup is free."""
     import torch
 
-    from lpa_core.lm import create_lm
+    from lpa_core.registry import create_model
 
     with torch.device("meta"):
-        model = create_lm(arch, vocab_size)
+        model = create_model(arch, d_in=vocab_size, d_out=vocab_size)
     width = model.config.hidden_size
     head = sum(p.numel() for p in model.head.parameters())
     blocks = [sum(p.numel() for p in b.parameters()) for b in model.blocks]
