@@ -18,6 +18,7 @@ import functools
 import importlib
 import importlib.util
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -163,6 +164,34 @@ def load_plugins(plugins):
         _LOADED.add(p)
 
 
+def label(name):
+    """A file- and wildcard-safe label of a dataset name, for run folders and figure file names: a registered name
+    as it is; a name by source (csv:, parquet:, sklearn:, imagefolder:), its prefix and the stem of its file or
+    folder: csv:data/house.csv:target=price -> csv_house, imagefolder:photos/pets:size=64 -> imagefolder_pets."""
+    if ":" not in name:
+        return name
+    prefix, _, rest = name.partition(":")
+    path = Path(rest.split(":")[0])
+    stem = (path if path.name not in ("", ".", "..") else path.resolve()).stem
+    return f"{prefix}_{re.sub(r'[^A-Za-z0-9_]+', '_', stem)}"
+
+
+def check_source(name, kind):
+    """A dataset name by source for a `kind` (surface: csv:, parquet:, sklearn:; image_dataset: imagefolder:):
+    checked now (the file or folder is there and usable), a one-line ValueError otherwise."""
+    if kind == "image_dataset":
+        if not name.startswith("imagefolder:"):
+            raise ValueError(f"datasets: unknown source '{name.partition(':')[0]}:' in '{name}' (valid: imagefolder:PATH, "
+                             f"or a registered image dataset: {', '.join(IMAGE_DATASETS)})")
+        from lpa_core.images import parse_folder
+
+        parse_folder(name)
+    else:
+        from lpa_core import tabular
+
+        tabular.check(name)
+
+
 def check_names(value, schema, root=None, where="config"):
     """Every config value whose JSON-schema node says `x-registry: KIND` (and `x-task`, for models) is a registered
     name of that kind: the workflow's check of a config (after its plugins are loaded), one ValueError naming the key."""
@@ -172,11 +201,9 @@ def check_names(value, schema, root=None, where="config"):
         for part in schema["$ref"].lstrip("#/").split("/"):
             node = node[part]
         schema = {**node, **{k: v for k, v in schema.items() if k != "$ref"}}
-    if schema.get("x-registry") == "surface" and isinstance(value, str) and ":" in value:  # csv:, parquet:, sklearn:
-        from lpa_core import tabular
-
-        try:
-            tabular.check(value)
+    if schema.get("x-registry") in ("surface", "image_dataset") and isinstance(value, str) and ":" in value:
+        try:  # csv:, parquet:, sklearn:, imagefolder:
+            check_source(value, schema["x-registry"])
         except ValueError as e:
             raise ValueError(f"{where}: {str(e).partition(': ')[2]}") from None
     elif "x-registry" in schema and isinstance(value, str):

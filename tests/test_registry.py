@@ -158,3 +158,64 @@ def test_the_example_configs_schedule_their_jobs(tmp_path, example):
     assert r.returncode == 0, r.stderr[-3000:]
     n = 3 if example == "plugin.yaml" else 4  # one training job per paradigm
     assert re.search(rf"^train_surfaces\s+{n}$", r.stdout, re.M), r.stdout
+
+
+def imagefolder_workdir(tmp_path, name):
+    """The workflow in tmp_path at the quick scale, its vision track on image folder `name` only: one arch, two
+    paradigms at 1 epoch, no extra unit sizes or learning rates (2 training jobs)."""
+    from tests.test_workflow import workdir
+
+    def edit(cfg):
+        cfg["vision"].update(paradigms=["simultaneous", "lpa"], table3={"arch": "resnet18", "paradigms": ["simultaneous", "lpa"]})
+        q = cfg["scales"]["quick"]
+        q["tracks"] = ["vision"]
+        q["vision"].update(datasets=[name], ablation={"arch": "resnet18", "datasets": [name]}, archs={"resnet18": "resnet10_w16"},
+                           group_sizes=[], lr_sweep=[1])
+        q["vision"]["recipes"]["resnet"].update(batch_size=4, epochs=1)
+        q["vision"]["train"].update(train_subset=0, test_subset=0, n_embed=12)
+    return workdir(tmp_path, edit)
+
+
+@pytest.mark.parametrize("split", [True, False])
+def test_an_image_folder_in_the_vision_track_schedules_its_runs_under_its_label(tmp_path, split):
+    from tests.test_tabular import image_folder
+    from tests.test_workflow import snakemake
+
+    wd = imagefolder_workdir(tmp_path, "imagefolder:my pics/shapes:size=16")
+    image_folder(wd / "my pics/shapes", split=split)
+    r = snakemake(wd, "-n", "-p", "--config", "scale=quick")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert re.search(r"^train_vision\s+2$", r.stdout, re.M), r.stdout[-3000:]
+    assert "--datasets 'imagefolder:my pics/shapes:size=16'" in r.stdout  # the job gets the name, quoted
+    assert "runs/quick/table2/imagefolder_shapes/resnet10_w16/lpa/seed0" in r.stdout  # paths the label
+    assert "figures/quick/fig4_layerwise_imagefolder_shapes.png" in r.stdout
+
+
+@pytest.mark.parametrize("bad,msg", [("nothere", "no such folder 'nothere'"), ("flat/dark", "'flat/dark' needs at least 2 class subfolders"),
+                                     ("", "unknown source 'cifar:'")])
+def test_a_bad_image_folder_is_one_line_before_any_job(tmp_path, bad, msg):
+    from tests.test_tabular import image_folder
+    from tests.test_workflow import snakemake
+
+    wd = imagefolder_workdir(tmp_path, f"imagefolder:{bad}" if bad else "cifar:x")
+    image_folder(wd / "flat", split=False)
+    r = snakemake(wd, "-n", "--config", "scale=quick")
+    assert r.returncode != 0 and re.search(rf"config\.scales\.quick\.vision\.(ablation\.)?datasets: {re.escape(msg)}",
+                                           r.stderr + r.stdout), r.stdout[-2000:]
+    assert "train_vision" not in r.stdout
+
+
+@pytest.mark.slow
+def test_an_image_folder_flows_into_the_vision_tables_figures_and_report(tmp_path):
+    from tests.test_tabular import image_folder
+    from tests.test_workflow import snakemake
+
+    wd = imagefolder_workdir(tmp_path, "imagefolder:shapes")
+    image_folder(wd / "shapes")
+    r = snakemake(wd, "--cores", "2", "--config", "scale=quick")
+    assert r.returncode == 0, r.stderr[-3000:]
+    t = pd.read_csv(wd / "results/tables/quick/table2.csv")
+    assert set(t.dataset) == {"imagefolder:shapes"} and set(t.paradigm) == {"simultaneous", "lpa"} and t["mean"].notna().all()
+    for f in ("fig4_layerwise_imagefolder_shapes", "fig5_tsne_imagefolder_shapes_resnet10_w16", "fig6_curves_imagefolder_shapes"):
+        assert (wd / f"figures/quick/{f}.png").stat().st_size > 3_000, f
+    assert "imagefolder:shapes" in (wd / "results/report_quick.html").read_text()
