@@ -149,15 +149,18 @@ def test_a_plugin_surface_and_paradigm_flow_through_the_workflow(tmp_path):
     assert r.returncode != 0 and "table1.datasets: unknown 'bowl'" in r.stderr + r.stdout
 
 
-@pytest.mark.parametrize("example", ["plugin.yaml", "tabular.yaml"])
-def test_the_example_configs_schedule_their_jobs(tmp_path, example):
+@pytest.mark.parametrize("example,rule,n", [("plugin.yaml", "train_surfaces", 3), ("tabular.yaml", "train_surfaces", 4),
+                                            ("imagefolder.yaml", "train_vision", 18)])
+def test_the_example_configs_schedule_their_jobs(tmp_path, example, rule, n):
+    """One surface job per paradigm; the quick vision grid (2 models x 8 paradigms, one unit size, one lr)."""
+    from tests.test_tabular import image_folder
     from tests.test_workflow import snakemake, workdir
 
     wd = workdir(tmp_path)
+    image_folder(wd / "data/my_images", split=False)
     r = snakemake(wd, "-n", "--configfile", f"config/examples/{example}", "--config", "scale=quick")
     assert r.returncode == 0, r.stderr[-3000:]
-    n = 3 if example == "plugin.yaml" else 4  # one training job per paradigm
-    assert re.search(rf"^train_surfaces\s+{n}$", r.stdout, re.M), r.stdout
+    assert re.search(rf"^{rule}\s+{n}$", r.stdout, re.M), r.stdout[-3000:]
 
 
 def imagefolder_workdir(tmp_path, name):

@@ -4,6 +4,8 @@
 #   {RUNS}/{vexp}/{dataset}/{arch}/{setting}/seed{seed}/     one run (layerwise, history, summary, embeddings,
 #                                                            inference CSV/npz, run.json)
 #     vexp     table2 (Tables 2-3, Figs 4-6/9), sec54 (Sec 5.4 unit sizes), fig10 (learning rates), table4 (ImageNet)
+#     dataset  a registered image dataset, or the label of an image folder (imagefolder:PATH -> imagefolder_<folder>;
+#              the job gets the name: vision_common.smk V_NAMES)
 #     setting  a paradigm (lpa_core.paradigms), or a variant of one:
 #                lpa_grouped_k{k}   LPA over units of k blocks (Sec 5.4)
 #                {paradigm}_lrx{f}  the paradigm at f x the recipe's learning rate (Fig 10)
