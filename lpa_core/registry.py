@@ -13,6 +13,9 @@ torch, so the workflow and the aggregation jobs (tables, figures, report) know e
 importing an implementation; `REGISTRY[name]` imports the implementation on first use. Valid-name lists
 everywhere else (CLI, TrainConfig, the workflow's config check, the report's paradigm order and colours, the
 benchmarks) are read from here (tests/test_registry.py fails on a restated list).
+
+Also here: `create_model`, every task's one model constructor (one builder signature for every task and plugin),
+and `label`, the file-name-safe label of a dataset named by its source (csv:, parquet:, sklearn:, imagefolder:).
 """
 import functools
 import importlib
