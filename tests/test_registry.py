@@ -222,3 +222,25 @@ def test_an_image_folder_flows_into_the_vision_tables_figures_and_report(tmp_pat
     for f in ("fig4_layerwise_imagefolder_shapes", "fig5_tsne_imagefolder_shapes_resnet10_w16", "fig6_curves_imagefolder_shapes"):
         assert (wd / f"figures/quick/{f}.png").stat().st_size > 3_000, f
     assert "imagefolder:shapes" in (wd / "results/report_quick.html").read_text()
+
+
+def test_a_plugin_vision_model_has_the_one_signature_too(tmp_path):
+    """A vision model of a plugin: the same builder signature as a surface model's (d_in = the images' shape)."""
+    from tests.test_tabular import image_folder
+
+    (tmp_path / "vplug.py").write_text('''
+from lpa_core.registry import register_model
+from lpa_core.vision_models import ResNetStack, image_keys
+
+
+@register_model(task="vision")
+def resnet_two(*, seeds, d_in, d_out, **keys):
+    assert d_in == (3, 16, 16) and d_out == 2, (d_in, d_out)
+    return ResNetStack((1, 1), widths=(8, 16), **image_keys(d_in, d_out), **keys)
+''')
+    image_folder(tmp_path / "imgs")
+    r = lpa("--plugins", str(tmp_path / "vplug.py"), "train", "--out", str(tmp_path / "run"), "--arch", "resnet_two",
+            "--datasets", f"imagefolder:{tmp_path / 'imgs'}:size=16", "--epochs", "1", "--batch_size", "4", "--n_embed", "0")
+    assert r.returncode == 0, r.stderr[-2000:]
+    lw = pd.read_csv(tmp_path / "run/layerwise.csv")
+    assert set(lw.depth) == {1, 2} and lw.value.notna().all()
