@@ -297,7 +297,7 @@ def test_full_depth_prediction_and_features(topology, normalisation):
     assert names(model.params(depth=2)) == names([*model.stem.parameters(), *model.blocks[0].parameters(),
                                                   *model.blocks[1].parameters(), *model.head.parameters()])
     assert names(model.params()) == names(model.parameters())
-    with pytest.raises(ValueError, match="arch: unknown 'nope' \\(valid: resmlp\\)"):
+    with pytest.raises(ValueError, match="arch: unknown 'nope' \\(valid: resmlp, resnet18, "):
         create_model("nope", d_in=2, d_out=1)
 
 

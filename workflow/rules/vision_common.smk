@@ -30,7 +30,7 @@ if not int(VIS.get("train", {}).get("n_embed", 512)):
 # Image datasets: a registered name, or imagefolder:PATH[:size=N] (a folder of class subfolders, lpa_core.images).
 # Run folders and figure names hold a dataset's label (lpa_core.registry.label: imagefolder:photos/pets ->
 # imagefolder_pets), jobs its name (V_NAMES); tables show the name as the config gives it.
-V_NAMES = {}  # label -> name, of every vision dataset list
+V_NAMES = {}  # label -> name, of every vision dataset list (table4's imagenet: its own name)
 
 
 def vision_labels(key, names):
@@ -91,7 +91,7 @@ def vision_keys(vexp, arch, setting):
 
 def vision_args(w):
     paradigm, keys = vision_keys(w.vexp, w.arch, w.setting)
-    opts = {"exp": w.vexp, "arch": w.arch, "paradigm": paradigm, "datasets": shlex.quote(V_NAMES[w.dataset]), "seeds": w.seed,
+    opts = {"exp": w.vexp, "arch": w.arch, "paradigm": paradigm, "datasets": shlex.quote(V_NAMES.get(w.dataset, w.dataset)), "seeds": w.seed,
             "data_dir": V_DATA, **keys}
     if w.dataset == "imagenet":
         opts["imagenet_dir"] = VIS["imagenet_dir"]
