@@ -80,10 +80,10 @@ def vision_layer_flops(arch, classes, channels, size):
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from lpa_core.vision_models import create_vision_model
+    from lpa_core.registry import create_model
 
     with torch.device("meta"):
-        model = create_vision_model(arch, num_classes=classes, in_chans=channels, img_size=size).eval()
+        model = create_model(arch, d_in=(channels, size, size), d_out=classes).eval()
         x = torch.zeros(1, channels, size, size)
     with torch.no_grad(), FlopCounterMode(display=False, depth=3) as fc:
         model(x)
@@ -118,10 +118,10 @@ def lm_named_flops(arch, vocab_size, seq_len):
     """lm_layer_flops of an LM arch built on the meta device."""
     import torch
 
-    from lpa_core.lm import create_lm
+    from lpa_core.registry import create_model
 
     with torch.device("meta"):
-        model = create_lm(arch, vocab_size)
+        model = create_model(arch, d_in=vocab_size, d_out=vocab_size)
     return lm_layer_flops(model, seq_len)
 
 

@@ -34,6 +34,7 @@ Outputs, beside the loop's run.json and coeffs.csv (any topology):
   samples.txt    greedy and sampled continuations of fixed prompts at depths L/4, L/2, 3L/4, L (Table 5's
                  quarter points) through the shared head
 """
+import functools
 import math
 from pathlib import Path
 
@@ -42,10 +43,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from lpa_core import io
+from lpa_core._torchvision import import_transformers
 from lpa_core.cost import lm_layer_flops
 from lpa_core.task import OneRunTask
 from lpa_core.models import BlockStack
-from lpa_core.registry import MODELS, is_pretrained
+from lpa_core.registry import create_model, is_pretrained
 from lpa_core.surfaces import HISTORY, KEYS, SUMMARY
 from lpa_core.text import load_text
 
@@ -143,32 +145,32 @@ LM_ARCHS = {
 
 def lm_config(arch, vocab_size, max_len=2048):
     """The transformers config of a named size (Llama: rms_norm_eps 1e-6 as GaLore's; untied head)."""
-    from lpa_core._torchvision import import_transformers
-
+    if arch not in LM_ARCHS:
+        raise ValueError(f"arch: unknown LM size '{arch}' (valid: {', '.join(LM_ARCHS)})")
     transformers = import_transformers()
-
-    MODELS.check(arch, valid=MODELS.names(task="lm"))
-    family, kw = MODELS[arch]
+    family, kw = LM_ARCHS[arch]
     if family == "llama":
         return transformers.LlamaConfig(vocab_size=vocab_size, max_position_embeddings=max_len, rms_norm_eps=1e-6,
                                         tie_word_embeddings=False, **kw)
     return transformers.Qwen2Config(vocab_size=vocab_size, max_position_embeddings=max_len, **kw)
 
 
-def create_lm(arch, vocab_size=None, topology="cascade", tau=0.01, normalisation="ingoing", wiring="add"):
-    """LMStack of a named size (from scratch: the library's init under the current torch seed) or of a local
-    save_pretrained directory (its weights, fp32)."""
-    from lpa_core._torchvision import import_transformers
+def named(arch, *, seeds, d_in, d_out, **keys):
+    """LMStack of a named size from scratch (the library's init under torch's RNG: create_model seeds it); d_in =
+    d_out = the vocabulary size. keys: topology, tau, normalisation, wiring."""
+    if d_in != d_out:
+        raise ValueError(f"d_in, d_out: a language model reads and predicts one vocabulary, got {d_in} and {d_out}")
+    return LMStack(import_transformers().AutoModelForCausalLM.from_config(lm_config(arch, d_out)), **keys)
 
-    transformers = import_transformers()
 
-    if is_pretrained(arch):
-        if not (Path(arch) / "config.json").is_file():
-            raise ValueError(f"arch: '{arch}' is not a transformers model directory (no config.json)")
-        lm = transformers.AutoModelForCausalLM.from_pretrained(arch, dtype=torch.float32)
-    else:
-        lm = transformers.AutoModelForCausalLM.from_config(lm_config(arch, vocab_size))
-    return LMStack(lm, topology=topology, tau=tau, normalisation=normalisation, wiring=wiring)
+def pretrained(path, *, seeds, d_in, d_out, **keys):
+    """LMStack of a local save_pretrained directory (its weights, fp32; its vocabulary: d_in and d_out unused)."""
+    if not (Path(path) / "config.json").is_file():
+        raise ValueError(f"arch: '{path}' is not a transformers model directory (no config.json)")
+    return LMStack(import_transformers().AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), **keys)
+
+
+LM_MODELS = {name: functools.partial(named, name) for name in LM_ARCHS}  # the builders (lpa_core.registry.create_model)
 
 
 # --- task ---------------------------------------------------------------------------------------------------------
@@ -213,9 +215,9 @@ class LMTask(OneRunTask):
             _DATA.clear()
             _DATA[key] = load_text(self.dataset, tokenizer, cfg.vocab_size, cfg.seq_len, cfg.data_dir, cfg.device, cfg.val_frac)
         self.data = _DATA[key]
-        with torch.random.fork_rng(devices=[]):  # the init stream: the run's seed, separate from the data's
-            torch.manual_seed(1_000_003 + self.seed)
-            model = create_lm(cfg.arch, self.data.tok.get_vocab_size(), cfg.topology, cfg.tau, cfg.normalisation, cfg.wiring)
+        vocab = self.data.tok.get_vocab_size()
+        model = create_model(cfg.arch, seeds=[self.seed], d_in=vocab, d_out=vocab, topology=cfg.topology, tau=cfg.tau,
+                             normalisation=cfg.normalisation, wiring=cfg.wiring)
         if self.data.tok.get_vocab_size() > model.config.vocab_size:
             raise ValueError(f"tokenizer: {self.data.tok.get_vocab_size()} tokens, more than the model's vocabulary "
                              f"({model.config.vocab_size})")

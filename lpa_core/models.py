@@ -342,12 +342,4 @@ def keep_pattern(n_blocks, rate):
     return [d % k != 0 for d in range(1, n_blocks + 1)]
 
 
-ARCHS = {"resmlp": ResMLP}
-
-
-def create_model(arch, seeds, **kwargs):
-    """A surface model registered in lpa_core.registry.MODELS with task="surfaces" (a plugin's too)."""
-    from lpa_core.registry import MODELS
-
-    MODELS.check(arch, valid=MODELS.names(task="surfaces"))
-    return MODELS[arch](seeds, **kwargs)
+ARCHS = {"resmlp": ResMLP}  # builders with lpa_core.registry.create_model's signature (seeds=, d_in=, d_out=, **keys)

@@ -39,8 +39,9 @@ from lpa_core import io
 from lpa_core.cost import vision_layer_flops
 from lpa_core.task import OneRunTask
 from lpa_core.images import load_images
+from lpa_core.registry import create_model
 from lpa_core.surfaces import HISTORY, KEYS, SUMMARY
-from lpa_core.vision_models import create_vision_model, truncate
+from lpa_core.vision_models import truncate
 
 # Public recipes, one per family; the paper gives only the epochs (ResNet 50, ViT 300).
 RECIPES = {
@@ -125,11 +126,8 @@ class VisionTask(OneRunTask):
         if self.data.n_train < cfg.batch_size:
             raise ValueError(f"batch_size: {cfg.batch_size} is more than the {self.data.n_train} training images")
         spec = self.data.spec
-        with torch.random.fork_rng(devices=[]):  # the init stream: the run's seed, separate from the data's
-            torch.manual_seed(1_000_003 + self.seed)
-            model = create_vision_model(cfg.arch, num_classes=spec.classes, in_chans=spec.channels, img_size=spec.size,
-                                        head=cfg.head, topology=cfg.topology, tau=cfg.tau, normalisation=cfg.normalisation,
-                                        wiring=cfg.wiring)
+        model = create_model(cfg.arch, seeds=[self.seed], d_in=(spec.channels, spec.size, spec.size), d_out=spec.classes,
+                             head=cfg.head, topology=cfg.topology, tau=cfg.tau, normalisation=cfg.normalisation, wiring=cfg.wiring)
         self.channels_last = family(cfg.arch) == "resnet" and (cfg.memory_format == "channels_last" or (
             cfg.memory_format == "auto" and self.amp and self.device.type == "cuda"))
         self.model = model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)

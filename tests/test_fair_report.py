@@ -135,6 +135,14 @@ def test_time_to_target_counts_never(report):
     assert "never" in (out / "tables" / "time_to_target.md").read_text()
 
 
+def test_error_at_every_depth_under_equal_compute(report):
+    out, _ = report
+    d = csv(out, "depth_error.csv")
+    lpa = d[(d.protocol == "tuned") & (d.paradigm == "lpa") & (d.dataset == "saddle")].set_index("depth")["mean"]
+    assert list(lpa.index) == [1, 2, 3] and lpa[1] == pytest.approx(3 * lpa[3])  # built: depth d's error = final x (L + 1 - d)
+    assert {"tuned", "equal_steps"} <= set(d.protocol) and (d.ci_low <= d["mean"]).all() and (d["mean"] <= d.ci_high).all()
+
+
 def test_claims_map_and_search(report):
     out, _ = report
     cm = csv(out, "claims_map.csv")

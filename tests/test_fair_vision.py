@@ -11,6 +11,7 @@ from lpa_core._torchvision import import_timm
 from lpa_core.config import TrainConfig
 from lpa_core.images import Spec, TensorImages
 from lpa_core.paradigms.sequential import stage
+from lpa_core.registry import create_model
 from lpa_core.train import train
 
 import_timm()  # (timm through the project's import: a torchvision without its ops still loads)
@@ -131,7 +132,7 @@ def test_lm_history_has_dev_metrics_and_simultaneous_flops(tmp_path):
     assert train(cfg, tmp_path / "run", tmp_path / "ck", log=QUIET) == ["ok"]
     h = pd.read_csv(tmp_path / "run" / "history.csv")
     assert {"val_loss", "val_ppl", "dev_loss", "dev_ppl", "dev_acc_pct"} <= set(h.metric)
-    model = lm.create_lm("lm_tiny", 300)
+    model = create_model("lm_tiny", d_in=300, d_out=300)
     F_L = cost.depth_flops(cost.lm_layer_flops(model, 16))[-1]  # per sequence of 16 tokens
     row = h.iloc[0]
     assert row.samples == 8 and row.flops == pytest.approx(3 * F_L * row.samples, rel=1e-9)  # the stem is free

@@ -6,7 +6,8 @@ time to target, the claims map and the protocol search. Reads run folders only t
 
 Inputs: the paper protocol = <runs>/table1/resmlp/<paradigm>; the tuned runs <runs>/fair/<workload>/<dir>/<paradigm>/final
 (dir epochs = protocol tuned, steps = equal_steps, flops = equal_flops). Outputs (in --tables): table1_fair, time_to_target
-(csv + md), claims_map.csv, verdicts.csv, protocol_search.csv; (in --figures) claims_map.png, protocol_search.png.
+(csv + md), depth_error (csv + md: test mse at every depth, tuned and at equal compute), claims_map.csv, verdicts.csv,
+protocol_search.csv; (in --figures) claims_map.png, protocol_search.png.
 The rules (bootstrap, verdict, targets, distance) are in docs/fair.md.
 """
 import sys
@@ -221,6 +222,33 @@ def time_to_target(got):
     t = reach(hist, key, ["dataset"], "val_mse")
     return t if t.empty else t.sort_values(["target_frac", "protocol", "paradigm"], kind="stable", key=lambda c: c.map(
         list(PROTOCOLS).index) if c.name == "protocol" else c.map(rank) if c.name == "paradigm" else c).reset_index(drop=True)
+
+
+def depth_error(got):
+    """Test mse at every depth (mean over ok seeds, bootstrap CI) of the table1 workload under the tuned and the
+    equal-compute protocols: what a prefix of each paradigm's network is worth when the compute is equal."""
+    rows = []
+    for proto in ("tuned", "equal_steps", "equal_flops"):
+        for r in got.get(("table1", proto), []):
+            lw = read([r], "layerwise.csv")
+            lw = lw[(lw.metric == "mse") & (lw.status == "ok")]
+            for (ds, depth), g in lw.groupby(["dataset", "depth"], sort=False):
+                mean, lo, hi = boot(g.value.to_numpy())
+                rows.append(dict(dataset=ds, paradigm=r.paradigm, protocol=proto, depth=int(depth), metric="mse", mean=mean,
+                                 ci_low=lo, ci_high=hi, n_seeds=len(g)))
+    return pd.DataFrame(rows)
+
+
+def md_depth(t):
+    lines = ["# Test MSE at every depth (table1 workload), tuned and at equal compute", "",
+             "mean over seeds [95 % bootstrap CI]; equal_steps / equal_flops runs took as many optimizer steps / FLOPs as tuned LPA.", ""]
+    for ds, g in t.groupby("dataset", sort=False):
+        depths = sorted(set(g.depth))
+        rows = [[proto, par, *[(lambda r: f"{r['mean']:.3g} [{r.ci_low:.3g}, {r.ci_high:.3g}]")(x[x.depth == d].iloc[0])
+                               if (x.depth == d).any() else "" for d in depths]]
+                for (proto, par), x in g.groupby(["protocol", "paradigm"], sort=False)]
+        lines += [f"## {ds}", "", *grid(["protocol", "paradigm", *map(str, depths)], rows), ""]
+    return "\n".join(lines)
 
 
 def search(obs, paper_csv):
@@ -483,6 +511,9 @@ def fair_cmd(args):
     ttt = time_to_target(got)
     if not ttt.empty:
         write(ttt, md_ttt(ttt), out / "time_to_target.csv", out / "time_to_target.md")
+    de = depth_error(got)
+    if not de.empty:
+        write(de, md_depth(de), out / "depth_error.csv", out / "depth_error.md")
     cm = claims_map(tab)
     write(cm, None, out / "claims_map.csv")
     if not cm.empty:

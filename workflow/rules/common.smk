@@ -10,7 +10,7 @@ from snakemake.utils import validate
 
 import yaml
 
-from lpa_core import registry as _registry, runs as _runs, tabular as _tabular
+from lpa_core import registry as _registry, runs as _runs
 from lpa_core.config import TrainConfig
 
 
