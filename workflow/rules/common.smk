@@ -1,5 +1,6 @@
 # Config loading and validation, wildcard constraints and input functions shared by every rule, and which cached
 # run folders stand for the runs this config asks for (check_run: fresh, missing, stale or damaged).
+import json
 import os
 import shlex
 import sys
@@ -85,8 +86,13 @@ def train_args(exp, arch, paradigm, label=None, **extra):
     keys, seeds = scaled(exp)
     opts = {"exp": label or exp, "arch": arch, "paradigm": paradigm, "datasets": config[exp]["datasets"],
             "seeds": seeds, **keys, **extra}
-    fmt = lambda v: ",".join(map(str, v)) if isinstance(v, list) else str(v)
-    return " ".join(f"--{k} {fmt(v)}" for k, v in opts.items())
+    return options(opts)
+
+
+def options(opts):
+    """Command-line options `--key value ...` of a mapping; a list is comma-separated, None left out."""
+    fmt = lambda v: ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+    return " ".join(f"--{k} {fmt(v)}" for k, v in opts.items() if v is not None)
 
 
 def run_dir(exp, arch, paradigm):
@@ -146,6 +152,8 @@ def args_of(d):
     w = lambda **kw: SimpleNamespace(**kw, seed=parts[-1][len("seed"):])
     if parts[0] == "table1" and len(parts) == 3:
         return surface_args(parts[1], parts[2])
+    if parts[0] == "fair" and len(parts) == 4:
+        return fair_args(*parts[1:])
     if parts[0] == "ancre" and len(parts) == 4:
         return topology_args(*parts[1:])
     if parts[0] == "ancre" and len(parts) == 6:
@@ -161,12 +169,13 @@ def run_state(d, args=None):
     """None when run folder d is fresh, else why not ('missing', 'stale: ...', 'damaged: ...'); keeps d/FRESH in
     step (see above; only the main Snakemake process touches it, not a cluster job re-reading the workflow)."""
     if d not in _STATE:
-        asked = TrainConfig.resolved(TrainConfig.parse_options(shlex.split(args or args_of(d))))
-        why = _STATE[d] = _runs.check_run(d, asked, SCALE)
+        tune = is_tune_dir(d)
+        args = args or args_of(d)
+        why = _STATE[d] = tune_check(d, args) if tune else _runs.check_run(d, _asked(shlex.split(args)), SCALE)
         marker = os.path.join(d, FRESH)
         if workflow.is_main_process and why is None and not os.path.exists(marker):
             open(marker, "a").close()
-            stamp = os.stat(os.path.join(d, _runs.RUN_JSON)).st_mtime_ns
+            stamp = os.stat(os.path.join(d, TUNE_JSON if tune else _runs.RUN_JSON)).st_mtime_ns
             os.utime(marker, ns=(stamp, stamp))  # as old as the run, so it makes nothing downstream look newer
         elif workflow.is_main_process and why is not None and os.path.exists(marker):
             os.remove(marker)
@@ -178,6 +187,64 @@ def run_state(d, args=None):
                 open(REGEN, "a").close()
                 os.utime(REGEN)
     return _STATE[d]
+
+
+def _asked(tokens):
+    """The resolved config that `lpa_core train` options ask for (the parser the train command uses)."""
+    return TrainConfig.resolved(TrainConfig.parse_options(tokens))
+
+
+# Tune folders (`python -m lpa_core tune`, workflow/rules/fair.smk): DIR/tune.json, written last, records the
+# request (tune options and train options as given), DIR/trials and DIR/final are run folders. The folder is fresh
+# when the request reads, through the same parsers, as what the rule passes now, and both run folders verify; the
+# FRESH marker, the stderr line and cached_only then work as for a run folder (run_state).
+TUNE_JSON = "tune.json"
+TUNE_OPTIONS = {"trials": int, "span": float, "tune_seed": int, "match_dir": os.path.normpath, "match": str}
+_NOT_ASKED = ("out", "ckpt_dir", "scale", "parent_pid", "config", "plugins")  # where and how, not what
+
+
+def is_tune_dir(d):
+    return os.path.relpath(d, RUNS).partition(os.sep)[0] == "fair"
+
+
+def split_tune(tokens):
+    """(typed tune options, train option tokens) of `python -m lpa_core tune` options."""
+    tune, train, it = {}, [], iter(tokens)
+    for tok in it:
+        key, val = tok.lstrip("-").replace("-", "_"), next(it, None)
+        if key in TUNE_OPTIONS and val is not None:
+            tune[key] = TUNE_OPTIONS[key](val)
+        elif key not in _NOT_ASKED:
+            train += [tok, val] if val is not None else [tok]
+    return tune, train
+
+
+def request_tokens(request):
+    """tune.json's request (flat, or its train options under 'train') as command-line tokens."""
+    flat = {**{k: v for k, v in request.items() if k != "train"}, **request.get("train", {})}
+    return shlex.split(options(flat))
+
+
+def tune_check(d, args):
+    """Why tune folder d cannot stand for the tune job asked of it (`args`: its options), or None: 'missing',
+    'damaged: ...' (tune.json unreadable, trials/ or final/ not verifying), 'stale: <option old -> new, ...>'."""
+    path = os.path.join(d, TUNE_JSON)
+    if not os.path.isfile(path):
+        return "missing"
+    try:
+        runs = [_runs.verify_run(os.path.join(d, sub)) for sub in ("trials", "final")]
+        with open(path) as f:
+            had_tune, had_train = split_tune(request_tokens(json.load(f)["request"]))
+        had = _asked(had_train)
+    except _runs.RunError as e:
+        return f"damaged: {e}"
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        return f"damaged: {path}: not a tune record ({str(e).splitlines()[0] if str(e) else type(e).__name__}); re-tune or delete {d}"
+    tune, train = split_tune(shlex.split(args))
+    changes = [f"scale {r.get('scale')} -> {SCALE}" for r in runs[-1:] if r.get("scale") != SCALE]
+    changes += [f"{k} {had_tune.get(k)} -> {tune.get(k)}" for k in TUNE_OPTIONS if had_tune.get(k) != tune.get(k)]
+    changes += _runs.config_changes(had, _asked(train))
+    return f"stale: {'; '.join(changes)}" if changes else None
 
 
 def fresh_markers(dirs):
