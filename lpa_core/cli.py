@@ -131,6 +131,8 @@ def main(argv=None):
     t.add_argument("--ckpt-dir", help="checkpoint folder (default checkpoints/<out>)")
     t.add_argument("--scale", default="adhoc", help="the workflow scale the run belongs to, recorded in run.json")
     t.add_argument("--parent-pid", type=int, help="stop when this process ends (the workflow passes $PPID)")
+    sub.add_parser("tune", add_help=False, help="learning-rate trials on validation, then the seeds at the pick "
+                   "(python -m lpa_core tune --help: lpa_core.tune)")
     r = sub.add_parser("runs", help="check run folders against their manifest, or bring older ones in")
     r.add_argument("action", choices=("verify", "migrate"),
                    help="verify: every file matches run.json's manifest; migrate: give a run folder written before "
@@ -146,6 +148,13 @@ def main(argv=None):
     try:
         if args.cmd == "train":
             train_cmd(args, rest)
+        elif args.cmd == "tune":
+            from lpa_core import tune
+
+            tune_args = tune.request(rest)[0]
+            if tune_args.parent_pid:
+                watch_parent(tune_args.parent_pid)
+            tune.tune(rest, log=lambda m: print(m, file=sys.stderr, flush=True))
         else:
             if rest:
                 raise ValueError(f"{rest[0]}: unknown option")

@@ -7,7 +7,8 @@ set, away from its default, for another one (it would be ignored)."""
 import math
 from dataclasses import asdict, dataclass, fields
 
-SURFACE_ONLY = ("width", "depth", "activation", "n_train", "n_test", "domain", "grid", "grid_seeds")
+SURFACE_ONLY = ("width", "depth", "activation", "n_train", "n_test", "n_val", "domain", "grid", "grid_seeds", "lrs", "dataset_lrs")
+FLOAT_LISTS = ("lrs", "dataset_lrs", "domain")  # list keys read as floats on the command line (the others: their default's type)
 VISION_ONLY = ("data_dir", "imagenet_dir", "train_subset", "test_subset", "head", "n_embed", "precision", "memory_format", "workers")
 LM_ONLY = ("seq_len", "vocab_size", "tokenizer", "epoch_batches", "eval_tokens", "n_generate")
 TASK_KEYS = {"surfaces": SURFACE_ONLY, "vision": VISION_ONLY, "lm": LM_ONLY + ("data_dir", "precision")}
@@ -33,6 +34,7 @@ class TrainConfig:
     # data (surfaces)
     n_train: int = 10_000             # points per surface (paper: 10,000 train, 10,000 test)
     n_test: int = 10_000
+    n_val: int = 10_000               # validation points per surface, a draw of their own (model selection reads them, never the test points; 0 = none)
     domain: tuple = (-1.0, 1.0)       # inputs uniform in domain^2 (the paper does not say; our choice)
     # images (vision archs; lpa_core.images, lpa_core.vision)
     data_dir: str = "data"            # where image datasets are found or downloaded to: <data_dir>/cifar-10-batches-py, cifar-100-python, FashionMNIST/raw (Fashion-MNIST is also found in Debian's /usr/share/datasets/fashion-mnist)
@@ -57,6 +59,8 @@ class TrainConfig:
     epochs: int = 150                 # passes over the training set; LPA's epoch is Algorithm 1's (L+1 steps/batch)
     batch_size: int = 100             # examples per optimizer step
     lr: float = 1e-2                  # peak learning rate
+    lrs: tuple = ()                   # surfaces: learning-rate trials: one run per (dataset, seed, lr), each at its own peak lr (lr unused; rows gain base_lr); lpa_core.tune
+    dataset_lrs: tuple = ()           # surfaces: one peak lr per dataset, in `datasets` order (a tuned job's picks; lr unused)
     weight_decay: float = 0.0         # surfaces, ViT: decoupled (AdamW) weight decay, per step, times lr; ResNet: SGD's L2 weight decay
     warmup_epochs: int = 0            # linear LR warm-up, then cosine decay
     final_lr_frac: float = 0.0        # cosine ends at lr * final_lr_frac
@@ -107,6 +111,8 @@ class TrainConfig:
             for v in val:
                 if v not in valid:
                     raise ValueError(f"{key}: unknown '{v}' (valid: {', '.join(valid)})")
+        if self.n_val < 0:
+            raise ValueError(f"n_val: must be >= 0, got {self.n_val}")
         for key in ("width", "depth", "n_train", "n_test", "epochs", "batch_size", "group_size", "eval_every", "grid", "threads",
                     "layerskip_rotation", "seq_len", "vocab_size"):
             if getattr(self, key) < 1:
@@ -115,9 +121,14 @@ class TrainConfig:
             v = getattr(self, f.name)
             if isinstance(v, float) and not math.isfinite(v):
                 raise ValueError(f"{f.name}: must be a finite number, got {v}")
-        if not self.lr > 0:
-            raise ValueError(f"lr: must be > 0, got {self.lr}")
-        for key in ("datasets", "seeds"):
+        for key, vals in (("lr", [self.lr]), ("lrs", self.lrs), ("dataset_lrs", self.dataset_lrs)):
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in vals):
+                raise ValueError(f"{key}: learning rates must be finite numbers > 0, got {', '.join(map(str, vals))}")
+        if self.lrs and self.dataset_lrs:
+            raise ValueError("lrs/dataset_lrs: give trials (lrs) or per-dataset rates (dataset_lrs), not both")
+        if self.dataset_lrs and len(self.dataset_lrs) != len(self.datasets):
+            raise ValueError(f"dataset_lrs: one rate per dataset ({len(self.datasets)}), got {len(self.dataset_lrs)}")
+        for key in ("datasets", "seeds", "lrs"):
             dup = sorted({v for v in getattr(self, key) if getattr(self, key).count(v) > 1}, key=str)
             if dup:
                 raise ValueError(f"{key}: each value once, got {', '.join(map(str, dup))} more than once")
@@ -194,7 +205,7 @@ class TrainConfig:
             default = by_name[key].default
             try:
                 if isinstance(default, tuple):
-                    kind = type(default[0]) if default else str
+                    kind = float if key in FLOAT_LISTS else type(default[0]) if default else str
                     out[key] = tuple(kind(v) for v in val.split(","))
                 else:
                     out[key] = type(default)(val)
@@ -220,8 +231,14 @@ class TrainConfig:
 
     @property
     def runs(self):
-        """(dataset, seed) of every run, in the order of the model's run axis."""
-        return [(d, s) for d in self.datasets for s in self.seeds]
+        """(dataset, seed) of every run, in the order of the model's run axis: datasets x seeds (x lrs: trials)."""
+        return [(d, s) for d in self.datasets for s in self.seeds for _ in self.lrs or [None]]
+
+    @property
+    def run_lrs(self):
+        """Every run's peak learning rate, in run order (lrs, dataset_lrs or lr)."""
+        per_dataset = dict(zip(self.datasets, self.dataset_lrs or [self.lr] * len(self.datasets)))
+        return [lr for d in self.datasets for _ in self.seeds for lr in self.lrs or [per_dataset[d]]]
 
 
 def task_of(arch):

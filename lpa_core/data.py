@@ -2,7 +2,8 @@
 
 Choice where the paper is silent: inputs are drawn uniformly from a square domain, default [-1, 1]^2
 (configurable as `domain`); targets are the raw function values (no normalisation), so MSE/MAE are on the
-paper's scale. Train and test points are independent draws from the run's seed.
+paper's scale. Train and test points are independent draws from the run's seed; the validation points (model
+selection: lpa_core.tune) are a third, independent draw (make_val).
 """
 import torch
 
@@ -33,6 +34,15 @@ def make_surface(name, n_train, n_test, seed, domain=(-1.0, 1.0)):
     z = surface(name, xy)
     xy, z = xy.float(), z.float()
     return xy[:n_train], z[:n_train], xy[n_train:], z[n_train:]
+
+
+def make_val(name, n_val, seed, domain=(-1.0, 1.0)):
+    """(x_val, y_val): the run's fixed validation sample, n_val points drawn like make_surface's from a generator
+    of their own (4_000_037 + seed), so adding it changes no training or test point."""
+    g = torch.Generator().manual_seed(4_000_037 + seed)
+    lo, hi = domain
+    xy = lo + (hi - lo) * torch.rand(n_val, 2, generator=g, dtype=torch.float64)
+    return xy.float(), surface(name, xy).float()
 
 
 def grid(n, domain=(-1.0, 1.0)):

@@ -306,8 +306,8 @@ class LMTask(OneRunTask):
         ppl, loss, acc = self.evaluate(every_depth=False)[self.model.depth]
         self.bad |= not math.isfinite(loss)
         bad = bool(self.bad[0])
-        pre = [self.cfg.exp, self.dataset, self.cfg.arch, self.cfg.paradigm, self.seed, epoch, int(self.steps[0]),
-               int(self.samples[0]), round(wall, 3), self.lr]
+        pre = [self.cfg.exp, self.dataset, self.cfg.arch, self.cfg.paradigm, self.seed, epoch, *self.counts(0),
+               round(wall, 3), self.lr]
         rows = [pre + [m, float("nan") if bad else v] for m, v in (("val_loss", loss), ("val_ppl", ppl), ("val_acc_pct", acc))]
         return rows, f"val ppl {ppl:.2f} loss {loss:.4g}"
 
@@ -345,8 +345,8 @@ class LMTask(OneRunTask):
         layerwise = [keys + [d, m, float("nan") if bad else val[d][k], status[0]]
                      for d in range(1, L + 1) for k, m in enumerate(("val_ppl", "val_loss", "val_acc_pct"))]
         eff = int(self.state.get("depth", torch.tensor([L]))[0])
-        summary = [keys + [status[0], diverged_at[0] or "", int(self.steps[0]), int(self.samples[0]), round(wall, 3), L, eff,
-                           round(100 * (1 - eff / L), 2), self.n_params, sum(p.numel() for p in self.model.params(depth=eff)),
+        summary = [keys + [status[0], diverged_at[0] or "", *self.counts(0), round(wall, 3), L, eff,
+                           round(100 * (1 - eff / L), 2), self.n_params, cfg.lr, sum(p.numel() for p in self.model.params(depth=eff)),
                            int(self.samples[0]) * cfg.seq_len]]
         io.write_csv(out / "layerwise.csv", LAYERWISE, layerwise)
         io.write_csv(out / "history.csv", HISTORY, history)

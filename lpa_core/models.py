@@ -35,6 +35,36 @@ class ResidualStack(nn.Module):
         self.topology.attach(self.blocks, self.n_runs)
 
     keep = None  # per-block layer-dropout masks, set only inside `dropping`
+    flop_all = None  # forward FLOPs per layer since the last step, every run alike (floats), while counting (lpa_core.task)
+    flop_runs = None  # [R, L+2] float64: the same for forwards some runs skip (layer dropout), else None
+    layer_flops = None  # forward FLOPs per example of [stem, block 1..L, head]; None: not counted
+
+    def layers(self):
+        """[stem, block 1..L, head]: the layers FLOPs are counted by (layer index 0..L+1)."""
+        return [self.stem, *self.blocks, self.head]
+
+    def counting(self, on):
+        """Count training FLOPs (lpa_core.task) from now on, or stop (evaluation); a model without layer_flops never
+        counts. Counts are plain floats (the hot path pays a few additions) unless a run skips a forward."""
+        self.flop_all = [0.0] * len(self.layer_flops) if on and self.layer_flops is not None else None
+        self.flop_runs = None
+
+    def examples(self, x):
+        """Examples in input x: run-stacked inputs are feature-major [R, d, B]."""
+        return x.shape[-1]
+
+    def count(self, j, x, k=None):
+        """Layer j's forward on input x, for every run, or (k: the block's keep mask from `kept`) per run only where
+        the run kept some example ([R, 1] or [R, B] masks; a [B] mask is every run's)."""
+        if self.flop_all is None or k is False:
+            return
+        c = self.layer_flops[j] * self.examples(x)
+        if torch.is_tensor(k) and k.dim() == 2:
+            if self.flop_runs is None:
+                self.flop_runs = torch.zeros(self.n_runs, len(self.layer_flops), dtype=torch.float64)
+            self.flop_runs[:, j] += c * (k.amax(1) > 0).cpu()
+        else:
+            self.flop_all[j] += c
 
     @contextlib.contextmanager
     def dropping(self, keep):
@@ -62,8 +92,10 @@ class ResidualStack(nn.Module):
     def states(self, x, depth=None):
         """[x_0, x_1, ..., x_depth]: the stem output, then x_j = F_j(x_{j-1}) + S_j(x_0..x_{j-1})."""
         xs = [self.stem(x)]
+        self.count(0, x)
         for j, (block, w) in enumerate(zip(self.blocks[:depth], self.topology.weights(self.blocks, depth)), 1):
             k = self.kept(j)
+            self.count(j, x, k)
             f = torch.zeros_like(xs[-1]) if k is False else block(xs[-1])
             xs.append(self.topology.join(f if k is None or k is False else self.gate(f, k), xs, w))
         return xs
@@ -72,6 +104,7 @@ class ResidualStack(nn.Module):
         return self.states(x, depth)[1:]
 
     def forward(self, x, depth=None):
+        self.count(len(self.blocks) + 1, x)
         return self.head(self.states(x, depth)[-1])
 
     def params(self, depth=None, first=0):
@@ -238,14 +271,18 @@ class ResMLP(ResidualStack):
                 m.reset(gens)
         self.connect(topology, tau=tau, normalisation=normalisation, wiring=wiring)
         self.fast = isinstance(self.topology, Cascade) and activation == "relu"
+        self.layer_flops = [2 * sum(p[0].numel() for n, p in m.named_parameters() if n.endswith("weight")) for m in self.layers()]
 
     @torch.no_grad()
     def tape(self, x, depth=None):
         """(prediction at `depth`, Tape) without autograd: the same ops, in the same order, as `forward`."""
         h = self.stem(x)
         xs, acts, keeps = [h], [], []
+        self.count(0, x)
+        self.count(len(self.blocks) + 1, x)
         for j, block in enumerate(self.blocks[:depth], 1):
             k = self.kept(j)
+            self.count(j, x, k)
             a = None
             if k is not None and k is not False:  # gated by selection, not by product: a gated-off branch adds an
                 k = k.view(k.shape[0] if k.dim() == 2 else 1, 1, -1) > 0  # exact 0 even where it is not finite

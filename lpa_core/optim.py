@@ -8,7 +8,9 @@ the groups (blocks) each run keeps: every other element keeps its value, its mom
 bit, so an inactive block gets no update from the gradient, weight decay or momentum. A step touches only the
 spans of its parameters: in place where every run steps, through one `where` per buffer where a mask applies.
 Step counts are per element, so each run's bias correction is what it would be if it trained alone. Arithmetic
-as torch.optim.Adam (weight_decay, decoupled=False) and torch.optim.AdamW (decoupled=True).
+as torch.optim.Adam (weight_decay, decoupled=False) and torch.optim.AdamW (decoupled=True). `lr` is one rate, or
+per-run rates (a float64 tensor [R]: learning-rate trials, lpa_core.tune), each rounded to the parameters' dtype
+as a Python rate is, so a run steps bit for bit as it would alone at its own rate.
 """
 import math
 import warnings
@@ -67,6 +69,9 @@ class RunAdam:
     def step(self, params, runs=None, blocks=None):
         b1, b2 = self.betas
         decay = 1 - self.lr * self.weight_decay if self.weight_decay and self.decoupled else 1.0
+        lr = self.lr
+        if torch.is_tensor(lr):  # per run: columns [R, 1] in the parameters' dtype (decay computed in float64 first)
+            lr, decay = (t.to(self.flat.dtype).to(self.flat.device)[:, None] if torch.is_tensor(t) else t for t in (lr, decay))
         self.n_steps += 1
         keep = None if blocks is None else torch.cat([blocks, blocks.new_ones(blocks.shape[0], 1)], 1)
         for cols in self.spans(params):
@@ -79,7 +84,7 @@ class RunAdam:
             if act is None:  # in place; the same arithmetic as the masked branch
                 b1t.mul_(b1), b2t.mul_(b2), m.lerp_(g, 1 - b1), v.mul_(b2).add_((1 - b2) * g * g)
                 upd = (m / (1 - b1t)) / ((v / (1 - b2t)).sqrt() + self.eps)
-                (p.mul_(decay) if decay != 1.0 else p).sub_(self.lr * upd)
+                (p.mul_(decay) if torch.is_tensor(decay) or decay != 1.0 else p).sub_(lr * upd)
                 continue
             put = lambda buf, new: buf.copy_(torch.where(act, new, buf))  # noqa: E731
             put(b1t, b1t * b1)
@@ -87,7 +92,7 @@ class RunAdam:
             put(m, torch.lerp(m, g, 1 - b1))
             put(v, v * b2 + (1 - b2) * g * g)
             upd = (m / (1 - b1t)) / ((v / (1 - b2t)).sqrt() + self.eps)
-            put(p, (p * decay if decay != 1.0 else p) - self.lr * upd)
+            put(p, (p * decay if torch.is_tensor(decay) or decay != 1.0 else p) - lr * upd)
 
     def state_dict(self):
         return {"lr": self.lr, "b1t": self.b1t, "b2t": self.b2t, "m": self.m, "v": self.v, "layout": self.layout}

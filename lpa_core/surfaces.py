@@ -18,15 +18,21 @@ import torch
 import torch.nn.functional as F
 
 from lpa_core import io, tabular
-from lpa_core.data import grid, make_surface, surface
+from lpa_core.data import grid, make_surface, make_val, surface
 from lpa_core.models import create_model
 from lpa_core.optim import RunAdam
 from lpa_core.task import HISTORY, KEYS, PRUNED, SUMMARY, Task  # noqa: F401 (KEYS: read from here by the loop and the one-run tasks)
 
 
 def run_keys(cfg, r):
+    """Run r's key columns: KEYS, and base_lr in a job of learning-rate trials (cfg.lrs: one run per dataset, seed
+    and lr; lpa_core.tune)."""
     d, s = cfg.runs[r]
-    return [cfg.exp, d, cfg.arch, cfg.paradigm, s]
+    return [cfg.exp, d, cfg.arch, cfg.paradigm, s] + ([cfg.run_lrs[r]] if cfg.lrs else [])
+
+
+def key_columns(cfg):
+    return KEYS + (["base_lr"] if cfg.lrs else [])
 
 
 def grid_runs(runs, status, n):
@@ -57,10 +63,11 @@ class SurfaceTask(Task):
             (self.x_train, self.x_val, self.x_test), (self.y_train, self.y_val, self.y_test) = (
                 [v.contiguous().to(cfg.device) for v in vs] for vs in (x, y))
         else:
-            data = [make_surface(d, cfg.n_train, cfg.n_test, s, cfg.domain) for d, s in cfg.runs]
+            data = [make_surface(d, cfg.n_train, cfg.n_test, s, cfg.domain) + make_val(d, cfg.n_val, s, cfg.domain)
+                    for d, s in cfg.runs]
             self.kind, d_in, d_out = "regression", 2, 1
-            self.x_train, self.y_train, self.x_test, self.y_test = (torch.stack(t).transpose(1, 2).contiguous().to(cfg.device)
-                                                                    for t in zip(*data))
+            (self.x_train, self.y_train, self.x_test, self.y_test, self.x_val, self.y_val) = (
+                torch.stack(t).transpose(1, 2).contiguous().to(cfg.device) for t in zip(*data))
         self.metrics = ("mse", "mae") if self.kind == "regression" else ("ce", "acc_pct")
         self.n_train = self.x_train.shape[-1]
         self.model = create_model(cfg.arch, [s for _, s in cfg.runs], d_in=d_in, d_out=d_out, width=cfg.width, depth=cfg.depth,
@@ -68,10 +75,10 @@ class SurfaceTask(Task):
                                   normalisation=cfg.normalisation, wiring=cfg.wiring).to(cfg.device)
         m = self.model  # head and stem first: every prefix step's parameters are one span of the flat buffer
         order = [p for mod in (m.head, m.stem, *m.blocks) for p in mod.parameters()]
-        self.opt = RunAdam(order, lr=cfg.lr, weight_decay=cfg.weight_decay, groups=[list(b.parameters()) for b in m.blocks])
+        self.opt = RunAdam(order, lr=self.lr_value(cfg.run_lrs), weight_decay=cfg.weight_decay, groups=[list(b.parameters()) for b in m.blocks])
         self.fast = m.fast and self.kind == "regression" and os.environ.get("LPA_FAST", "1") != "0"  # hand-written backward (MSE)
         self.gens = [torch.Generator().manual_seed(2_000_003 + s) for _, s in cfg.runs]  # batch order per run
-        self.lr = cfg.lr
+        self.lr = self.opt.lr
         self.counters()
         self.n_params = sum(p[0].numel() for p in self.model.parameters())  # per run
 
@@ -94,6 +101,7 @@ class SurfaceTask(Task):
 
     def loss_at(self, h, y):
         """Per-run loss [R] of the shared head on representation h."""
+        self.model.count(self.model.depth + 1, h)
         return self.criterion(self.model.head(h), y)
 
     def criterion(self, pred, y):
@@ -139,8 +147,17 @@ class SurfaceTask(Task):
         return (f"{self.n_runs} runs x {self.n_params} params, {self.cfg.epochs} epochs of "
                 f"{math.ceil(self.n_train / self.cfg.batch_size)} batches")
 
+    def lr_value(self, lrs):
+        """The optimizer's lr for per-run rates `lrs`: one float where every run has the same (the plain in-place
+        step), else a tensor [R] (each run's own rate, lpa_core.optim.RunAdam)."""
+        return lrs[0] if len(set(lrs)) == 1 else torch.tensor(lrs, dtype=torch.float64)
+
     def set_lr(self, lr):
-        self.lr = self.opt.lr = lr
+        """lr: one rate for every run, or per-run rates (a list [R], each run's schedule applied to its own base)."""
+        self.lr = self.opt.lr = self.lr_value(lr) if isinstance(lr, (list, tuple)) else lr
+
+    def lr_of(self, r):
+        return float(self.lr[r]) if torch.is_tensor(self.lr) else self.lr
 
     @torch.no_grad()
     def evaluate(self, x, y):
@@ -163,11 +180,11 @@ class SurfaceTask(Task):
         (m1, m2), L = self.metrics, cfg.depth
         test = self.evaluate(self.x_test, self.y_test)[L]
         train = self.evaluate(self.x_train, self.y_train)[L]
-        val = self.evaluate(self.x_val, self.y_val)[L] if self.tabular else None
+        val = self.evaluate(self.x_val, self.y_val)[L] if self.x_val.shape[-1] else None
         # a last step can blow a run up after the last loss it saw: non-finite error now = diverged
         self.bad |= ~(torch.isfinite(test[0]) & torch.isfinite(train[0]))
         for r in range(self.n_runs):
-            pre = run_keys(cfg, r) + [epoch, int(self.steps[r]), int(self.samples[r]), round(wall, 3), self.lr]
+            pre = run_keys(cfg, r) + [epoch, *self.counts(r), round(wall, 3), self.lr_of(r)]
             vals = [(f"train_{m1}", train[0][r]), (f"test_{m1}", test[0][r]), (f"test_{m2}", test[1][r])]
             vals += [(f"val_{m1}", val[0][r]), (f"val_{m2}", val[1][r])] if val else []
             for name, v in vals:
@@ -182,8 +199,8 @@ class SurfaceTask(Task):
         layerwise = [run_keys(cfg, r) + [d, m, float("nan") if self.bad[r] else float(test[d][k][r]), status[r]]
                      for r in range(R) for d in range(1, L + 1) for k, m in enumerate(self.metrics)]
         eff = self.state.get("depth", torch.full((R,), L))
-        summary = [run_keys(cfg, r) + [status[r], diverged_at[r] or "", int(self.steps[r]), int(self.samples[r]),
-                                       round(wall, 3), L, int(eff[r]), round(100 * (1 - int(eff[r]) / L), 2), self.n_params]
+        summary = [run_keys(cfg, r) + [status[r], diverged_at[r] or "", *self.counts(r), round(wall, 3), L, int(eff[r]),
+                                       round(100 * (1 - int(eff[r]) / L), 2), self.n_params] + ([] if cfg.lrs else [cfg.run_lrs[r]])
                    for r in range(R)]
         if self.tabular:  # no plane to draw: grid.npz holds no surface (no datasets), so every surface job writes the
             extra = {}  # same files; for regression the full-depth test predictions and truths [R, N, d_out] (the scatter)
@@ -194,12 +211,13 @@ class SurfaceTask(Task):
             io.write_npz(out / "grid.npz", datasets=np.array([], dtype=str), **extra)
         else:
             self.write_grid(out, status)
-        io.write_csv(out / "layerwise.csv", KEYS + ["depth", "metric", "value", "status"], layerwise)
-        io.write_csv(out / "history.csv", HISTORY, history)
-        io.write_csv(out / "summary.csv", SUMMARY, summary)
+        keys = key_columns(cfg)
+        io.write_csv(out / "layerwise.csv", keys + ["depth", "metric", "value", "status"], layerwise)
+        io.write_csv(out / "history.csv", keys + HISTORY[len(KEYS):], history)
+        io.write_csv(out / "summary.csv", keys + SUMMARY[len(KEYS):len(SUMMARY) - bool(cfg.lrs)], summary)  # base_lr once
         if cfg.paradigm == "layerdrop":
             test = lambda: dict(zip(self.metrics, self.evaluate(self.x_test, self.y_test)[cfg.depth]))  # noqa: E731
-            io.write_csv(out / "pruned.csv", PRUNED, self.pruned(lambda r: run_keys(cfg, r), status, test))
+            io.write_csv(out / "pruned.csv", keys + PRUNED[len(KEYS):], self.pruned(lambda r: run_keys(cfg, r), status, test))
 
     def write_grid(self, out, status):
         """grid.npz: every depth's predictions on the plotting grid and the truth (the surface figures)."""

@@ -4,10 +4,19 @@ lpa_core.lm.LMTask, through OneRunTask) have R = 1.
 
 Shared here: the per-run counters (steps, samples, bad: tensors [R]), `step` (divergence, run masks, counters and
 a progress line at most every PROGRESS_S seconds through `log`, which lpa_core.train sets to the job's) around the
-task's own `update` (backward and optimizer step), checkpoint and resume, and the rows of pruned.csv (LayerDrop's
-pruned sub-networks). A task sets cfg, n_runs, model, opt (state_dict/load_state_dict), gens (its data
+task's own `update` (backward and optimizer step), checkpoint and resume, the rows of pruned.csv (LayerDrop's
+pruned sub-networks), and compute accounting: per run, cumulative analytic training FLOPs (`flops`, float64 [R]).
+
+FLOPs: the model adds the forward FLOPs of what it computes in training, per layer (lpa_core.models.ResidualStack.count:
+2 x weight-matrix elements per example, matmuls only; a block a run drops is not counted for that run); each step then
+adds, per stepping run, F (every forward FLOP since the last step) + the backward: the input gradient through every
+layer above the lowest layer the step trains (a frozen prefix below it gets none) and the weight gradient of each
+layer it trains, each costing that layer's forward. Simultaneous: 3 F - stem per example; a frozen block between
+trained layers (Sequential's earlier blocks under its trained stem) passes the gradient on but gets no weight
+gradient. Evaluation is never counted (`uncounted`). A task sets cfg, n_runs, model, opt (state_dict/load_state_dict), gens (its data
 generators), lr (through set_lr), calls `counters()` and implements `update(losses, params, runs, blocks)`.
 """
+import contextlib
 import sys
 import time
 
@@ -18,9 +27,9 @@ from lpa_core.models import PRUNE_RATES, keep_pattern
 
 PROGRESS_S = 60.0
 KEYS = ["exp", "dataset", "arch", "paradigm", "seed"]
-HISTORY = KEYS + ["epoch", "steps", "samples", "wall_s", "lr", "metric", "value"]
-SUMMARY = KEYS + ["status", "diverged_epoch", "steps", "samples", "wall_s", "n_blocks", "effective_depth",
-                  "reduction_pct", "params_per_run"]
+HISTORY = KEYS + ["epoch", "steps", "samples", "flops", "wall_s", "lr", "metric", "value"]
+SUMMARY = KEYS + ["status", "diverged_epoch", "steps", "samples", "flops", "wall_s", "n_blocks", "effective_depth",
+                  "reduction_pct", "params_per_run", "base_lr"]
 PRUNED = KEYS + ["rate", "blocks_kept", "metric", "value", "status"]  # layerdrop runs: LayerDrop's pruned sub-networks
 
 
@@ -31,6 +40,10 @@ class Task:
         self.steps = torch.zeros(self.n_runs, dtype=torch.long)
         self.samples = torch.zeros(self.n_runs, dtype=torch.long)
         self.bad = torch.zeros(self.n_runs, dtype=torch.bool)  # diverged: non-finite loss seen; no more updates
+        self.flops = torch.zeros(self.n_runs, dtype=torch.float64)  # training FLOPs, forward + backward (module doc)
+        self.model.counting(True)
+        self.layer_of = {id(p): k for k, mod in enumerate(self.model.layers()) for p in mod.parameters()}
+        self._bwd = {}
         self.state = {}  # paradigm state that must survive a restart (tensors only)
         self.batch_n = self.cfg.batch_size  # examples in the current batch (a task with a partial last batch sets it)
         self._beat = time.perf_counter()
@@ -50,6 +63,18 @@ class Task:
         taken = torch.ones(self.n_runs, dtype=torch.long) if runs is None else runs.long()
         self.steps += taken
         self.samples += taken * self.batch_n
+        fwd, m = self.model.flop_all, self.model
+        if fwd is not None:
+            above, trained = self.backward_layers(params)
+            total = sum(fwd) + sum(fwd[above:]) + sum(fwd[t] for t in trained)
+            if m.flop_runs is not None:  # per-run forwards (layer dropout)
+                f = m.flop_runs
+                total = total + f.sum(1) + f[:, above:].sum(1) + f[:, trained].sum(1)
+            if runs is None:
+                self.flops += total
+            else:
+                self.flops += taken * total
+            m.counting(True)
         if time.perf_counter() - self._beat >= PROGRESS_S:
             self._beat = time.perf_counter()
             self.log(f"[{self.cfg.exp}/{self.cfg.paradigm}]   step {int(self.steps.max())}  lr {self.lr:.3g}  "
@@ -57,7 +82,7 @@ class Task:
 
     def checkpoint(self):
         return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "gens": [g.get_state() for g in self.gens],
-                "steps": self.steps, "samples": self.samples, "bad": self.bad, "state": self.state, "lr": self.lr}
+                "steps": self.steps, "samples": self.samples, "flops": self.flops, "bad": self.bad, "state": self.state, "lr": self.lr}
 
     def restore(self, ck):
         self.model.load_state_dict(ck["model"])
@@ -65,7 +90,30 @@ class Task:
         for g, s in zip(self.gens, ck["gens"], strict=True):
             g.set_state(s)
         self.steps, self.samples, self.bad, self.state = ck["steps"], ck["samples"], ck["bad"], ck["state"]
+        self.flops = ck.get("flops", torch.zeros(self.n_runs, dtype=torch.float64))  # a checkpoint from before the counter
         self.set_lr(ck["lr"])
+
+    def backward_layers(self, params):
+        """(first layer the input gradient passes through, the layers whose weights get gradients) of a step on params."""
+        key = tuple(id(p) for p in params)
+        if key not in self._bwd:
+            trained = sorted({self.layer_of[id(p)] for p in params})
+            self._bwd[key] = (trained[0] + 1, trained)
+        return self._bwd[key]
+
+    @contextlib.contextmanager
+    def uncounted(self):
+        """Forwards inside (evaluation, figures) add no FLOPs."""
+        on = self.model.flop_all is not None
+        self.model.counting(False)
+        try:
+            yield
+        finally:
+            self.model.counting(on)
+
+    def counts(self, r):
+        """Run r's [steps, samples, flops] (history rows)."""
+        return [int(self.steps[r]), int(self.samples[r]), float(self.flops[r])]
 
     def pruned(self, keys, status, metrics):
         """pruned.csv rows: the full-depth `metrics()` ({name: per-run values [R]}) of LayerDrop's pruned

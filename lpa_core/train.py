@@ -36,7 +36,7 @@ import torch
 from lpa_core import io, runs
 from lpa_core.optim import cosine_lr
 from lpa_core.paradigms import get_paradigm
-from lpa_core.surfaces import KEYS, SurfaceTask, run_keys
+from lpa_core.surfaces import SurfaceTask, key_columns, run_keys
 from lpa_core.topology import coefficients
 
 Context = SurfaceTask  # the surface task under its first name (tests and older code import it from here)
@@ -185,11 +185,13 @@ def _train(cfg, out, ckdir, log, scale):
     log(f"[{cfg.exp}/{cfg.paradigm}] {ctx.describe()}")
     for epoch in range(epoch0, cfg.epochs):
         ctx.epoch = epoch  # a task may move the rate within the epoch (lpa_core.lm: per step)
-        ctx.set_lr(cosine_lr(cfg.lr, epoch, cfg.epochs, cfg.warmup_epochs, cfg.final_lr_frac))
+        lrs = [cosine_lr(b, epoch, cfg.epochs, cfg.warmup_epochs, cfg.final_lr_frac) for b in cfg.run_lrs]  # per run: its own base
+        ctx.set_lr(lrs if len(lrs) > 1 else lrs[0])
         paradigm(ctx, epoch)
         wall = time.perf_counter() - t0
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs or ctx.bad.all():
-            rows, progress = ctx.history(epoch + 1, wall)  # also marks runs whose full-depth error is non-finite
+            with ctx.uncounted():
+                rows, progress = ctx.history(epoch + 1, wall)  # also marks runs whose full-depth error is non-finite
             history += rows
             eta = wall / (epoch + 1 - epoch0) * (cfg.epochs - epoch - 1) if epoch + 1 > epoch0 else 0
             log(f"[{cfg.exp}/{cfg.paradigm}] epoch {epoch + 1}/{cfg.epochs}  {progress}  {wall:.0f}s  eta {eta:.0f}s")
@@ -213,14 +215,16 @@ def write_outputs(ctx, out, history, diverged_at, start, wall, scale="adhoc"):
     Returns the per-run status list."""
     cfg = ctx.cfg
     status = ["diverged" if d is not None else "ok" for d in diverged_at]
-    ctx.write_outputs(out, history, status, diverged_at, wall)
+    with ctx.uncounted():
+        ctx.write_outputs(out, history, status, diverged_at, wall)
     prov = io.provenance(cfg.device)
     prov["versions"].update(getattr(ctx, "versions", {}))  # the libraries a task builds on (vision: torchvision, timm)
     prov["precision"] = getattr(ctx, "precision", "fp32")  # what ran: bf16 autocast or fp32 (lpa_core.task)
     if hasattr(ctx.model, "topology"):  # surfaces; the vision stacks keep their library's shortcuts
-        io.write_csv(out / "coeffs.csv", KEYS + ["topology", "j", "i", "p"],  # shortcut coefficients (NaN: diverged run)
+        io.write_csv(out / "coeffs.csv", key_columns(cfg) + ["topology", "j", "i", "p"],  # shortcut coefficients (NaN: diverged run)
                      [run_keys(cfg, r) + [cfg.topology, j, i, float("nan") if ctx.bad[r] else p] for r, j, i, p in coefficients(ctx.model)])
     info = {"config": cfg.to_dict(), **prov, "start": start, "end": io.now(), "wall_s": round(wall, 3),
-            "runs": [dict(zip(["dataset", "seed"], k), status=s) for k, s in zip(cfg.runs, status)]}
+            "runs": [dict(zip(["dataset", "seed"], k), status=s, **({"lr": lr} if cfg.lrs or cfg.dataset_lrs else {}))
+                     for k, s, lr in zip(cfg.runs, status, cfg.run_lrs)]}
     runs.finish_run(out, info, cfg.task, scale, cfg.exp)
     return status

@@ -212,8 +212,8 @@ class VisionTask(OneRunTask):
         train_acc, train_loss = self.evaluate("train", every_depth=False, subset=TRAIN_EVAL)[L]
         self.bad |= not (np.isfinite(test_loss) and np.isfinite(train_loss))
         bad = bool(self.bad[0])
-        pre = [self.cfg.exp, self.dataset, self.cfg.arch, self.cfg.paradigm, self.seed, epoch, int(self.steps[0]),
-               int(self.samples[0]), round(wall, 3), self.lr]
+        pre = [self.cfg.exp, self.dataset, self.cfg.arch, self.cfg.paradigm, self.seed, epoch, *self.counts(0),
+               round(wall, 3), self.lr]
         rows = [pre + [m, float("nan") if bad else v] for m, v in (("train_loss", train_loss), ("train_acc_pct", train_acc),
                                                                    ("test_loss", test_loss), ("test_acc_pct", test_acc))]
         return rows, f"test acc {test_acc:.2f}% loss {test_loss:.4g}"
@@ -238,8 +238,8 @@ class VisionTask(OneRunTask):
         layerwise = [keys + [d, m, float("nan") if bad else test[d][k], status[0]]
                      for d in range(1, L + 1) for k, m in enumerate(("test_acc_pct", "test_loss"))]
         eff = int(self.state.get("depth", torch.tensor([L]))[0])
-        summary = [keys + [status[0], diverged_at[0] or "", int(self.steps[0]), int(self.samples[0]), round(wall, 3), L, eff,
-                           round(100 * (1 - eff / L), 2), self.n_params, sum(p.numel() for p in self.model.params(depth=eff))]]
+        summary = [keys + [status[0], diverged_at[0] or "", *self.counts(0), round(wall, 3), L, eff,
+                           round(100 * (1 - eff / L), 2), self.n_params, cfg.lr, sum(p.numel() for p in self.model.params(depth=eff))]]
         if cfg.n_embed:
             emb, labels, index = self.embeddings(cfg.n_embed)
             io.write_npz(out / "embeddings.npz", emb=emb, labels=labels, index=index, depth=np.arange(1, L + 1),

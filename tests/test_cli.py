@@ -149,9 +149,11 @@ def test_layerwise_csv(job):
 
 def test_history_csv(job):
     h = pd.read_csv(job[1] / "history.csv")
-    assert list(h.columns) == KEYS + ["epoch", "steps", "samples", "wall_s", "lr", "metric", "value"]
-    assert len(h) == 4 * 2 * 3  # runs x evaluated epochs x metrics
-    assert set(h.metric) == {"train_mse", "test_mse", "test_mae"} and sorted(set(h.epoch)) == [1, 2]
+    assert list(h.columns) == KEYS + ["epoch", "steps", "samples", "flops", "wall_s", "lr", "metric", "value"]
+    assert len(h) == 4 * 2 * 5  # runs x evaluated epochs x metrics
+    assert set(h.metric) == {"train_mse", "test_mse", "test_mae", "val_mse", "val_mae"} and sorted(set(h.epoch)) == [1, 2]
+    per_epoch = h.groupby("epoch").flops.agg(["min", "max"])
+    assert (per_epoch["min"] == per_epoch["max"]).all() and per_epoch["min"][2] == 2 * per_epoch["min"][1] > 0
     assert (h.steps == h.epoch * 4 * (3 + 1)).all()  # LPA: L+1 steps per batch, 4 batches
     assert (h.samples == h.steps * 50).all() and (h.wall_s >= 0).all()
     assert np.allclose(h.lr[h.epoch == 1], 1e-2) and np.allclose(h.lr[h.epoch == 2], 5e-3)
@@ -159,8 +161,8 @@ def test_history_csv(job):
 
 def test_summary_csv(job):
     s = pd.read_csv(job[1] / "summary.csv")
-    assert list(s.columns) == KEYS + ["status", "diverged_epoch", "steps", "samples", "wall_s", "n_blocks",
-                                      "effective_depth", "reduction_pct", "params_per_run"]
+    assert list(s.columns) == KEYS + ["status", "diverged_epoch", "steps", "samples", "flops", "wall_s", "n_blocks",
+                                      "effective_depth", "reduction_pct", "params_per_run", "base_lr"]
     assert len(s) == 4 and (s.status == "ok").all() and s.diverged_epoch.isna().all()
     assert (s.steps == 2 * 4 * 4).all() and (s.samples == s.steps * 50).all()
     assert (s.n_blocks == 3).all() and (s.effective_depth == 3).all() and (s.reduction_pct == 0).all()

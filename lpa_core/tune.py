@@ -1,0 +1,157 @@
+"""An equal tuning budget for every paradigm (issue 12, after AlgoPerf's external tuning): N learning-rate trials,
+picked on validation data, then the seeds at the pick; and runs matched to another run's compute.
+
+    python -m lpa_core tune --out DIR [--trials 6] [--span 2] [--tune-seed 0]
+                            [--match-dir RUN --match steps|flops] <train options: --paradigm ... --seeds ...>
+
+Trials: lr * 10**(span * (u - 1/2)) for u = 1/2, 1/4, 3/4, 1/8, 5/8, 3/8, ... (van der Corput, base 2): a
+quasirandom log-uniform sample of `span` decades around the recipe's lr, the recipe's own lr first, the same
+points for every paradigm and dataset. Phase 1 trains them as one vectorised job (DIR/trials: every dataset x the
+tune seed x the trial lrs, exp `<exp>_trials`). The pick, per dataset: the lowest full-depth validation error
+(val_mse; classification val_ce) at the last evaluated epoch; a diverged trial is never picked; ties go to the
+earlier trial. Phase 2 trains the asked seeds at the picks (DIR/final, dataset_lrs). Selection reads the
+validation points only (lpa_core.data.make_val), never the test points.
+
+Equal compute (--match-dir RUN --match steps|flops): the epochs are set so that each run takes as many optimizer
+steps (or training FLOPs) as a run of RUN did (the mean over its ok runs in summary.csv): this paradigm's cost per
+epoch is measured over one calibration epoch (one dataset, the tune seed), epochs = round(RUN's total / that).
+Exact for the paradigms whose cost is the same every epoch (one step per batch: Simultaneous, LayerDrop up to
+its random drops, LayerSkip, deep supervision).
+
+DIR/tune.json, written last: the request (tune options and the train options as given), the trial lrs, the
+validation error of every trial, the picks, the epochs and the match. A phase whose run folder verifies under the
+same config is not trained again; an interrupted one resumes from its checkpoint (lpa_core.train).
+"""
+import argparse
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lpa_core import io, runs
+from lpa_core.config import TrainConfig
+
+TUNE_JSON = "tune.json"
+
+
+def van_der_corput(i, base=2):
+    u, f = 0.0, 1.0 / base
+    while i:
+        i, d = divmod(i, base)
+        u, f = u + d * f, f / base
+    return u
+
+
+def trial_lrs(lr, n, span=2.0):
+    """The n trial learning rates: log-uniform quasirandom over `span` decades centred on lr (trial 1 = lr)."""
+    return [float(lr * 10 ** (span * (van_der_corput(i) - 0.5))) for i in range(1, n + 1)]
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="python -m lpa_core tune", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, help="the tune folder: trials/, final/ and tune.json go here")
+    p.add_argument("--ckpt-dir", default=None, help="checkpoints (default checkpoints/<out>)")
+    p.add_argument("--trials", type=int, default=6, help="learning-rate trials per paradigm and dataset (6)")
+    p.add_argument("--span", type=float, default=2.0, help="decades the trials span around --lr (2)")
+    p.add_argument("--tune-seed", type=int, default=0, help="the seed the trials train (0)")
+    p.add_argument("--match-dir", default=None, help="a run folder whose per-run compute this tune's runs match")
+    p.add_argument("--match", choices=("steps", "flops"), default=None, help="what --match-dir's runs are matched on")
+    p.add_argument("--scale", default="adhoc")
+    p.add_argument("--parent-pid", type=int, default=None)
+    return p
+
+
+def request(tokens):
+    """(argparse namespace, the request, the typed train options) of a tune command's tokens. The request (tune
+    options + train options, execution keys such as threads left out) is what tune.json records: the workflow
+    compares it with the one it would make now to know whether a tune folder is fresh."""
+    args, rest = parser().parse_known_args(tokens)
+    if (args.match_dir is None) != (args.match is None):
+        raise ValueError("match: give --match-dir and --match together")
+    if args.trials < 1 or not args.span >= 0:
+        raise ValueError(f"trials/span: need trials >= 1 and span >= 0, got {args.trials}, {args.span}")
+    train = TrainConfig.parse_options(rest)
+    for key in ("lrs", "dataset_lrs"):
+        if key in train:
+            raise ValueError(f"{key}: set by tune itself (trials, then the picks)")
+    req = {"trials": args.trials, "span": args.span, "tune_seed": args.tune_seed, "match": args.match,
+           "match_dir": args.match_dir, "train": {k: list(v) if isinstance(v, tuple) else v for k, v in train.items()
+                                                 if k not in runs.EXECUTION_KEYS}}
+    return args, req, train
+
+
+def pick(trials_dir, cfg):
+    """({dataset: picked lr}, {dataset: [final validation error per trial]}) from a trials run folder."""
+    h = pd.read_csv(Path(trials_dir) / "history.csv", keep_default_na=False, na_values=["nan", "NaN", ""])
+    metric = "val_mse" if "val_mse" in set(h.metric) else "val_ce"
+    h = h[h.metric == metric]
+    last = h[h.epoch == h.epoch.max()]
+    picks, val = {}, {}
+    for d in cfg.datasets:
+        errs = [float(last[(last.dataset == d) & np.isclose(last.base_lr, lr, rtol=0, atol=0)].value.iloc[0]) for lr in cfg.lrs]
+        val[d] = errs
+        ok = [k for k, e in enumerate(errs) if math.isfinite(e)]
+        picks[d] = cfg.lrs[min(ok, key=lambda k: errs[k])] if ok else cfg.lrs[0]
+    return picks, val
+
+
+def per_epoch(cfg, what):
+    """This paradigm's steps or FLOPs per run over one calibration epoch (the first dataset, one seed)."""
+    import torch
+
+    from lpa_core.paradigms import get_paradigm
+    from lpa_core.train import make_task
+
+    torch.set_num_threads(cfg.threads)
+    ctx = make_task(replace(cfg, datasets=cfg.datasets[:1], seeds=cfg.seeds[:1], dataset_lrs=cfg.dataset_lrs[:1]))
+    ctx.epoch = 0
+    ctx.set_lr(cfg.run_lrs[0])
+    get_paradigm(cfg.paradigm)(ctx, 0)
+    return float((ctx.steps if what == "steps" else ctx.flops)[0])
+
+
+def matched_epochs(cfg, match_dir, what):
+    info = runs.verify_run(match_dir)
+    s = pd.read_csv(Path(match_dir) / "summary.csv")
+    total = float(s[s.status == "ok"][what].mean())
+    if not math.isfinite(total):
+        raise ValueError(f"match-dir: {match_dir} has no ok run to match ({info['experiment']})")
+    return max(1, round(total / per_epoch(cfg, what))), total
+
+
+def phase(cfg, out, ckpt, scale, log):
+    """Train cfg into `out` unless a verified run of the same config is there already."""
+    from lpa_core.train import train
+
+    try:
+        if not runs.config_changes(runs.verify_run(out)["config"], cfg.to_dict()):
+            log(f"[{cfg.exp}/{cfg.paradigm}] {out}: done already")
+            return
+    except runs.RunError:
+        pass
+    train(cfg, out, ckpt, log=log, scale=scale)
+
+
+def tune(tokens, log=print):
+    args, req, options = request(tokens)
+    out = Path(args.out)
+    ckpt = Path(args.ckpt_dir) if args.ckpt_dir else None
+    base = TrainConfig.from_dict(options)
+    if base.task != "surfaces":
+        raise ValueError(f"arch: tune trains vectorised surface jobs; '{base.arch}' is a {base.task} arch (tune it per job)")
+    match = None
+    if args.match:
+        epochs, total = matched_epochs(base, args.match_dir, args.match)
+        base = replace(base, epochs=epochs)
+        match = {"dir": args.match_dir, "by": args.match, "target_per_run": total, "epochs": epochs}
+        log(f"[{base.exp}/{base.paradigm}] {args.match} matched to {args.match_dir}: {epochs} epochs")
+    lrs = trial_lrs(base.lr, args.trials, args.span)
+    trials = replace(base, exp=f"{base.exp}_trials", seeds=(args.tune_seed,), lrs=tuple(lrs))
+    phase(trials, out / "trials", ckpt and ckpt / "trials", args.scale, log)
+    picks, val = pick(out / "trials", trials)
+    final = replace(base, dataset_lrs=tuple(picks[d] for d in base.datasets))
+    phase(final, out / "final", ckpt and ckpt / "final", args.scale, log)
+    io.write_json(out / TUNE_JSON, {"request": req, "lrs": lrs, "val": val, "picks": picks, "epochs": base.epochs, "match": match})
+    log(f"[{base.exp}/{base.paradigm}] picks: " + ", ".join(f"{d} {lr:.3g}" for d, lr in picks.items()))

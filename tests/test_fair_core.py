@@ -1,0 +1,166 @@
+"""Issue 12's core: the validation sample, per-run learning rates (trials in one vectorised job), FLOPs accounting
+and the tune command (trials on validation, the pick, equal-compute matching)."""
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from lpa_core import runs, tune
+from lpa_core.config import TrainConfig
+from lpa_core.data import make_surface, make_val
+from lpa_core.train import train
+
+QUIET = lambda msg: None  # noqa: E731
+torch.set_num_threads(1)
+
+
+def cfg(**kw):
+    base = dict(datasets=("saddle", "high_freq"), seeds=(0,), depth=4, width=6, n_train=200, n_test=200, n_val=100,
+                batch_size=50, epochs=2, lr=1e-2, grid=8, eval_every=1, ckpt_every_s=1e9, adaptive_warmup=1)
+    return TrainConfig(**{**base, **kw})
+
+
+def frames(out, name="layerwise.csv"):
+    return pd.read_csv(out / name)
+
+
+def test_validation_points_are_their_own_draw_and_leave_train_and_test_as_they_were():
+    xtr, ytr, xte, yte = make_surface("saddle", 300, 300, seed=3)
+    xv, yv = make_val("saddle", 300, seed=3)
+    assert torch.equal(make_surface("saddle", 300, 300, seed=3)[0], xtr)  # unchanged by the validation draw
+    assert not any(torch.equal(xv, x) for x in (xtr, xte))
+    assert torch.equal(make_val("saddle", 300, seed=3)[0], xv) and not torch.equal(make_val("saddle", 300, seed=4)[0], xv)
+    assert torch.allclose(yv[:, 0], xv[:, 0] ** 2 - xv[:, 1] ** 2, atol=1e-6)
+
+
+def test_history_has_validation_error_and_compute(tmp_path):
+    train(cfg(), tmp_path / "r", tmp_path / "ck", log=QUIET)
+    h = frames(tmp_path / "r", "history.csv")
+    assert {"val_mse", "val_mae", "test_mse", "train_mse"} <= set(h.metric)
+    assert (h.groupby(["dataset", "epoch"]).flops.nunique() == 1).all() and h.flops.min() > 0
+    assert not (tmp_path / "r0").exists()
+    train(cfg(n_val=0), tmp_path / "r0", tmp_path / "ck0", log=QUIET)
+    assert "val_mse" not in set(frames(tmp_path / "r0", "history.csv").metric)
+
+
+@pytest.mark.parametrize("paradigm,decay", [("simultaneous", 0.0), ("lpa", 0.1), ("adaptive_lpa", 0.0), ("layerdrop", 0.1)])
+def test_trials_in_one_job_match_each_lr_trained_alone_bit_for_bit(tmp_path, paradigm, decay):
+    """Per-run learning rates in the vectorised optimizer (masked steps: adaptive LPA, layer dropout) give every trial
+    exactly the numbers, steps and FLOPs of a job of that lr alone."""
+    lrs = (0.01, 0.002, 0.05)
+    kw = dict(paradigm=paradigm, weight_decay=decay, epochs=3, batch_size=100 if paradigm == "adaptive_lpa" else 50)
+    train(cfg(lrs=lrs, **kw), tmp_path / "g", tmp_path / "ckg", log=QUIET)
+    g, gs = frames(tmp_path / "g"), frames(tmp_path / "g", "summary.csv")
+    assert list(g.columns[:6]) == ["exp", "dataset", "arch", "paradigm", "seed", "base_lr"]
+    for d in ("saddle", "high_freq"):
+        for lr in lrs:
+            out = tmp_path / f"{d}{lr}"
+            train(cfg(datasets=(d,), lr=lr, **kw), out, tmp_path / f"ck{d}{lr}", log=QUIET)
+            mine = g[(g.dataset == d) & (g.base_lr == lr)]
+            assert mine.value.tolist() == frames(out).value.tolist()
+            one, row = frames(out, "summary.csv"), gs[(gs.dataset == d) & (gs.base_lr == lr)]
+            assert row[["steps", "flops"]].values.tolist() == one[["steps", "flops"]].values.tolist()
+    assert g.groupby("base_lr").value.sum().nunique() == len(lrs)  # the rates did differ
+
+
+def test_dataset_lrs_give_each_dataset_its_rate(tmp_path):
+    train(cfg(dataset_lrs=(0.002, 0.03)), tmp_path / "g", tmp_path / "ckg", log=QUIET)
+    train(cfg(datasets=("high_freq",), lr=0.03), tmp_path / "a", tmp_path / "cka", log=QUIET)
+    g = frames(tmp_path / "g")
+    assert g[g.dataset == "high_freq"].value.tolist() == frames(tmp_path / "a").value.tolist()
+    assert runs.verify_run(tmp_path / "g")["runs"][0]["lr"] == 0.002
+
+
+W, L = 6, 4
+STEM, BLOCK, HEAD = 2 * 2 * W, 2 * 2 * W * W, 2 * W  # forward FLOPs per example (matmuls)
+
+
+def F(d):
+    return STEM + d * BLOCK + HEAD
+
+
+def step(d, heads=1):  # forward to depth d with `heads` head passes, every layer trained: F + (F - stem) + F
+    f = F(d) + (heads - 1) * HEAD
+    return 3 * f - STEM
+
+
+@pytest.mark.parametrize("fast", ["1", "0"])
+@pytest.mark.parametrize("paradigm,per_example", [
+    ("simultaneous", step(L)),
+    ("lpa", sum(step(d) for d in range(1, L + 1)) + step(L)),
+    ("deep_supervision", step(L, heads=L)),
+])
+def test_flops_are_forward_plus_twice_the_backward_path(tmp_path, monkeypatch, fast, paradigm, per_example):
+    monkeypatch.setenv("LPA_FAST", fast)
+    train(cfg(paradigm=paradigm, epochs=2, eval_every=1), tmp_path / "r", tmp_path / "ck", log=QUIET)
+    s = frames(tmp_path / "r", "summary.csv")
+    assert s.flops.tolist() == [2 * 200 * per_example] * 2
+
+
+def test_a_frozen_prefix_gets_no_backward_and_evaluation_is_free(tmp_path):
+    """Sequential trains stem, block i and head with blocks < i frozen: their input gradient is computed (the stem
+    trains), their weight gradient is not. Evaluating every epoch or once counts the same."""
+    for every in (1, 2):
+        out = tmp_path / f"e{every}"
+        train(cfg(paradigm="sequential", datasets=("saddle",), epochs=2, eval_every=every), out, tmp_path / f"ck{every}", log=QUIET)
+        s = frames(out, "summary.csv")
+        # 8 batches over 4 blocks: 2 batches per stage
+        want = sum(2 * 50 * (step(i) - (i - 1) * BLOCK) for i in range(1, L + 1))
+        assert s.flops.tolist() == [want]
+
+
+def test_trial_lrs_are_quasirandom_over_two_decades_starting_at_the_recipe():
+    lrs = tune.trial_lrs(0.01, 6)
+    assert lrs[0] == 0.01 and len(set(lrs)) == 6
+    assert min(lrs) >= 0.001 and max(lrs) <= 0.1
+    assert sorted(lrs)[0] == pytest.approx(0.01 * 10 ** (2 * (1 / 8 - 0.5)))
+
+
+def test_tune_picks_on_validation_trains_the_seeds_and_skips_what_is_done(tmp_path):
+    args = ["--out", str(tmp_path / "t"), "--ckpt-dir", str(tmp_path / "ck"), "--trials", "3", "--paradigm", "lpa",
+            "--datasets", "saddle,high_freq", "--seeds", "0,1", "--depth", "4", "--width", "6", "--n-train", "200",
+            "--n-test", "200", "--n-val", "100", "--batch-size", "50", "--epochs", "2", "--eval-every", "1"]
+    tune.tune(args, log=QUIET)
+    t = json.loads((tmp_path / "t/tune.json").read_text())
+    trials = frames(tmp_path / "t/trials", "history.csv")
+    last = trials[(trials.metric == "val_mse") & (trials.epoch == 2)]
+    for d in ("saddle", "high_freq"):
+        assert t["picks"][d] == last[last.dataset == d].sort_values("value").base_lr.iloc[0]
+        assert t["val"][d] == [last[(last.dataset == d) & (last.base_lr == lr)].value.iloc[0] for lr in t["lrs"]]
+    final = runs.verify_run(tmp_path / "t/final")
+    assert final["config"]["dataset_lrs"] == [t["picks"]["saddle"], t["picks"]["high_freq"]]
+    assert final["config"]["seeds"] == [0, 1] and runs.verify_run(tmp_path / "t/trials")["config"]["seeds"] == [0]
+    assert t["request"] == tune.request(args + ["--threads", "2"])[1]  # execution keys are not part of it
+    logs = []
+    tune.tune(args, log=logs.append)
+    assert sum("done already" in m for m in logs) == 2
+
+
+def test_a_diverged_trial_is_never_picked(tmp_path):
+    c = cfg(lrs=(1e3, 1e-2), datasets=("saddle",))
+    train(c, tmp_path / "t", tmp_path / "ck", log=QUIET)
+    picks, val = tune.pick(tmp_path / "t", c)
+    assert picks["saddle"] == 1e-2 and not val["saddle"][0] < float("inf")
+
+
+def test_matched_runs_take_the_compute_of_the_run_they_match(tmp_path):
+    train(cfg(paradigm="lpa", datasets=("saddle",), epochs=2), tmp_path / "lpa", tmp_path / "ck", log=QUIET)
+    lpa = frames(tmp_path / "lpa", "summary.csv")
+    sim = cfg(paradigm="simultaneous", datasets=("saddle",))
+    steps, _ = tune.matched_epochs(sim, tmp_path / "lpa", "steps")
+    flops, _ = tune.matched_epochs(sim, tmp_path / "lpa", "flops")
+    assert steps == 2 * (L + 1)  # L prefix steps and the full pass per batch
+    assert flops == round(lpa.flops[0] / (4 * 50 * step(L)))
+
+
+@pytest.mark.parametrize("bad,key", [(dict(lrs=(0.01, -1.0)), "lrs"), (dict(dataset_lrs=(0.01,)), "dataset_lrs"),
+                                     (dict(lrs=(0.01,), dataset_lrs=(0.01, 0.02)), "lrs/dataset_lrs"),
+                                     (dict(lrs=(0.01, 0.01)), "lrs"), (dict(n_val=-1), "n_val")])
+def test_bad_rates_are_one_line_naming_the_key(bad, key):
+    with pytest.raises(ValueError, match=f"^{key}:"):
+        cfg(**bad)
+
+
+def test_rates_on_the_command_line_are_floats():
+    assert TrainConfig.parse_options(["--lrs", "0.01,1e-3", "--dataset-lrs", "2"]) == {"lrs": (0.01, 1e-3), "dataset_lrs": (2.0,)}
