@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_regenerate import scheduled  # noqa: E402
 from test_workflow import snakemake, workdir  # noqa: E402
 
-from lpa_core import runs  # noqa: E402
+from lpa_core import runs, tune  # noqa: E402
 
 QUICK = ("--config", "scale=quick")
 FAIR = "results/tables/quick/fair/table1_fair.csv"
@@ -26,7 +26,7 @@ def fair_tiny(cfg):
         "epochs": 2, "n_train": 200, "n_test": 200, "batch_size": 50, "eval_every": 1, "grid": 8}}
     cfg["scales"]["quick"]["fair"] = {
         "paradigms": ["simultaneous", "sequential", "lpa"], "match_paradigms": ["simultaneous", "layerdrop"],
-        "match": ["steps", "flops"], "trials": 2, "seeds": [0], "train": {"n_test": 150},
+        "match": ["steps", "flops"], "trials": 2, "seeds": [0], "train": {"n_val": 150},
         "map": {"paradigms": ["simultaneous", "lpa"], "seeds": [0], "variants": {"domain": [1, "pi"], "width": [10]},
                 "match": ["flops"]}}
 
@@ -61,7 +61,7 @@ def test_dry_run_lists_every_tune_job_and_matches_after_lpa(tmp_path):
             assert cmd[cmd.index("--match") + 1] == protocol and cmd[cmd.index("--match-dir") + 1] == str(Path(lpa).parent)
     pi = shlex.split(re.search(r"python -m lpa_core tune (.*?) >", jobs["domain_pi", "epochs", "lpa"])[1])
     assert pi[pi.index("--domain") + 1] == "-3.141592653589793,3.141592653589793"
-    assert pi[pi.index("--n_test") + 1] == "150" and pi[pi.index("--seeds") + 1] == "0"
+    assert pi[pi.index("--n_val") + 1] == "150" and pi[pi.index("--seeds") + 1] == "0"
     assert re.search(r"^fair\s+1$", r.stdout, re.M) and "lpa_core fair-report --runs" in r.stdout
     assert "figures/quick/claims_map.png" in r.stdout and "figures/quick/protocol_search.png" in r.stdout
 
@@ -95,17 +95,13 @@ def test_lint_is_clean():
 
 def fake_tune_folder(d, cmd):
     """A tune folder as `python -m lpa_core tune` leaves it: trials/ and final/ run folders (run.json with a
-    manifest), then tune.json recording the request, for the tune command line `cmd` (tokens after `tune`)."""
-    request, it = {}, iter(cmd)
-    for tok in it:
-        request[tok.lstrip("-").replace("-", "_")] = next(it)
-    for k in ("out", "ckpt_dir", "parent_pid", "threads"):
-        request.pop(k, None)
+    manifest), then tune.json recording the request (lpa_core.tune.request) of the tune command line `cmd`."""
+    args, req, _ = tune.request([t.replace("$PPID", "1") for t in cmd])
     for sub in ("trials", "final"):
         (d / sub).mkdir(parents=True)
         (d / sub / "summary.csv").write_text("dataset,value\nsaddle,1\n")
-        runs.finish_run(d / sub, {"config": {"exp": request["exp"]}}, "surfaces", request["scale"], request["exp"])
-    (d / "tune.json").write_text(json.dumps({"request": request, "lrs": [], "picks": {}, "match": None}))
+        runs.finish_run(d / sub, {"config": req["train"]}, "surfaces", args.scale, req["train"]["exp"])
+    (d / "tune.json").write_text(json.dumps({"request": req, "lrs": [], "picks": {}, "match": None}))
 
 
 def test_stale_or_damaged_tune_folder_is_named_and_made_again(tmp_path):
@@ -129,8 +125,8 @@ def test_stale_or_damaged_tune_folder_is_named_and_made_again(tmp_path):
     assert scheduled(r.stdout)["tune_surfaces"] == 1 and not (d / ".fresh").exists()
     r = dry()  # the config put back: fresh again
     assert "tune_surfaces" not in scheduled(r.stdout) and (d / ".fresh").exists()
-    r = dry("scales={quick: {fair: {train: {n_test: 100}}}}")  # a changed train option, read by lpa_core's parser
-    assert "is stale: n_test 150 -> 100" in r.stderr and "tune_surfaces" in scheduled(r.stdout)
+    r = dry("scales={quick: {fair: {train: {n_val: 100}}}}")  # a changed train option, read by lpa_core's parser
+    assert "is stale: n_val 150 -> 100" in r.stderr and "tune_surfaces" in scheduled(r.stdout)
     (d / "final/summary.csv").write_text("dataset,value\nsaddle,2\n")  # a damaged final run
     r = dry()
     assert "lpa is damaged: " in r.stderr and "final/summary.csv: content differs" in r.stderr

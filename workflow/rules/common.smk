@@ -11,7 +11,7 @@ from snakemake.utils import validate
 
 import yaml
 
-from lpa_core import registry as _registry, runs as _runs, tabular as _tabular
+from lpa_core import registry as _registry, runs as _runs, tabular as _tabular, tune as _tune
 from lpa_core.config import TrainConfig
 
 
@@ -195,34 +195,15 @@ def _asked(tokens):
 
 
 # Tune folders (`python -m lpa_core tune`, workflow/rules/fair.smk): DIR/tune.json, written last, records the
-# request (tune options and train options as given), DIR/trials and DIR/final are run folders. The folder is fresh
-# when the request reads, through the same parsers, as what the rule passes now, and both run folders verify; the
-# FRESH marker, the stderr line and cached_only then work as for a run folder (run_state).
-TUNE_JSON = "tune.json"
-TUNE_OPTIONS = {"trials": int, "span": float, "tune_seed": int, "match_dir": os.path.normpath, "match": str}
-_NOT_ASKED = ("out", "ckpt_dir", "scale", "parent_pid", "config", "plugins")  # where and how, not what
+# request (tune options and train options as given: lpa_core.tune.request), DIR/trials and DIR/final are run
+# folders. The folder is fresh when its request is the one the rule's options make now (the same parser: the tune
+# options equal, the train options the same resolved config) and both run folders verify, at this scale; the FRESH
+# marker, the stderr line and cached_only then work as for a run folder (run_state).
+TUNE_JSON = _tune.TUNE_JSON
 
 
 def is_tune_dir(d):
     return os.path.relpath(d, RUNS).partition(os.sep)[0] == "fair"
-
-
-def split_tune(tokens):
-    """(typed tune options, train option tokens) of `python -m lpa_core tune` options."""
-    tune, train, it = {}, [], iter(tokens)
-    for tok in it:
-        key, val = tok.lstrip("-").replace("-", "_"), next(it, None)
-        if key in TUNE_OPTIONS and val is not None:
-            tune[key] = TUNE_OPTIONS[key](val)
-        elif key not in _NOT_ASKED:
-            train += [tok, val] if val is not None else [tok]
-    return tune, train
-
-
-def request_tokens(request):
-    """tune.json's request (flat, or its train options under 'train') as command-line tokens."""
-    flat = {**{k: v for k, v in request.items() if k != "train"}, **request.get("train", {})}
-    return shlex.split(options(flat))
 
 
 def tune_check(d, args):
@@ -232,18 +213,19 @@ def tune_check(d, args):
     if not os.path.isfile(path):
         return "missing"
     try:
-        runs = [_runs.verify_run(os.path.join(d, sub)) for sub in ("trials", "final")]
+        done = [_runs.verify_run(os.path.join(d, sub)) for sub in ("trials", "final")]
         with open(path) as f:
-            had_tune, had_train = split_tune(request_tokens(json.load(f)["request"]))
-        had = _asked(had_train)
+            had = json.load(f)["request"]
+        had_train = TrainConfig.resolved(had["train"])
     except _runs.RunError as e:
         return f"damaged: {e}"
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         return f"damaged: {path}: not a tune record ({str(e).splitlines()[0] if str(e) else type(e).__name__}); re-tune or delete {d}"
-    tune, train = split_tune(shlex.split(args))
-    changes = [f"scale {r.get('scale')} -> {SCALE}" for r in runs[-1:] if r.get("scale") != SCALE]
-    changes += [f"{k} {had_tune.get(k)} -> {tune.get(k)}" for k in TUNE_OPTIONS if had_tune.get(k) != tune.get(k)]
-    changes += _runs.config_changes(had, _asked(train))
+    asked = _tune.request(["--out", d, *shlex.split(args)])[1]
+    norm = lambda k, v: os.path.normpath(v) if k == "match_dir" and v else v
+    changes = [f"scale {done[-1].get('scale')} -> {SCALE}"] if done[-1].get("scale") != SCALE else []
+    changes += [f"{k} {had.get(k)} -> {v}" for k, v in asked.items() if k != "train" and norm(k, had.get(k)) != norm(k, v)]
+    changes += _runs.config_changes(had_train, TrainConfig.resolved(asked["train"]))
     return f"stale: {'; '.join(changes)}" if changes else None
 
 
