@@ -63,7 +63,7 @@ def test_dry_run_lists_every_tune_job_and_matches_after_lpa(tmp_path):
     pi = shlex.split(re.search(r"python -m lpa_core tune (.*?) >", jobs["domain_pi", "epochs", "lpa"])[1])
     assert pi[pi.index("--domain") + 1] == "-3.141592653589793,3.141592653589793"
     assert pi[pi.index("--n_val") + 1] == "150" and pi[pi.index("--seeds") + 1] == "0"
-    assert re.search(r"^fair\s+1$", r.stdout, re.M) and "lpa_core fair-report --runs" in r.stdout
+    assert re.search(r"^fair\s+1$", r.stdout, re.M) and "lpa_core fair-report --runs results/runs/quick --paper" in r.stdout
     assert "figures/quick/claims_map.png" in r.stdout and "figures/quick/protocol_search.png" in r.stdout
 
 

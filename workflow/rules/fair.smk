@@ -43,11 +43,11 @@ if FAIR:
             runs=[f"{d}/run.json" for d in SURF_DIRS],
             paper=config["paper_results"],
         output:
-            tables=[f"{TABLES}/fair/{n}" for n in ("table1_fair.csv", "table1_fair.md", "time_to_target.csv",
-                                                     "time_to_target.md", "claims_map.csv")],
+            tables=[f"{TABLES}/fair/{n}" for n in ("table1_fair.csv", "table1_fair.md", "verdicts.csv", "time_to_target.csv",
+                                                     "time_to_target.md", "claims_map.csv", "protocol_search.csv")],
             figures=[f"{FIGS}/{n}" for n in ("claims_map.png", "protocol_search.png")],
         params:
-            runs=FAIR_DIRS + SURF_DIRS,
+            root=lambda w, input: input.runs[0].split("/table1/")[0],  # results/runs/<scale>: fair-report finds the folders
             tables=lambda w, output: os.path.dirname(output.tables[0]),
             figures=lambda w, output: os.path.dirname(output.figures[0]),
         log:
@@ -55,5 +55,5 @@ if FAIR:
         conda:
             "../../environment.yml"
         shell:
-            "python -m lpa_core fair-report --runs {params.runs} --paper {input.paper} --tables {params.tables}"
+            "python -m lpa_core fair-report --runs {params.root} --paper {input.paper} --tables {params.tables}"
             " --figures {params.figures} > {log} 2>&1"
