@@ -28,6 +28,7 @@ import os
 import re
 import resource
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -67,8 +68,16 @@ def measure(opts, epochs, tmp, clock):
     out = Path(tmp) / "tune"
     args = [sys.executable, "-m", "lpa_core", "tune", "--out", str(out), "--ckpt-dir", str(Path(tmp) / "ck")]
     args += [x for k, v in keep.items() for x in (f"--{k.replace('_', '-') if k in ('trials', 'span', 'tune_seed') else k}", v)]
-    t, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run(args, check=True, cwd=ROOT, capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    for attempt in (1, 2):  # once more after a failure (a shared machine), from scratch, then its last lines
+        for sub in ("tune", "ck"):
+            shutil.rmtree(Path(tmp) / sub, ignore_errors=True)
+        t, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        if not r.returncode:
+            break
+        print(f"tune failed (attempt {attempt}): {(r.stderr or r.stdout).strip().splitlines()[-1:]}", file=sys.stderr)
+    else:
+        raise SystemExit(f"{' '.join(args)}: exit {r.returncode}")
     wall, r1 = time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
     ratio = cpu / wall if clock == "cpu" else 1.0  # the process's CPU per wall second: contention taken out

@@ -99,7 +99,7 @@ def saved_bytes(fn, params=()):
 def vision_part(a):
     """cascade vs ANCRe per arch: median step time, saved activations, CUDA peak; rows for the CSV."""
     from lpa_core.vision import RECIPES, family, make_optimizer
-    from lpa_core.vision_models import create_vision_model
+    from lpa_core.registry import create_model
 
     dev, cuda = torch.device(a.device), a.device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
@@ -110,8 +110,7 @@ def vision_part(a):
         y = torch.randint(0, 10, (a.batch,), device=dev)
         setups = {}
         for topo, wiring in [("cascade", "replace")] + [("ancre", w) for w in a.wirings.split(",")]:
-            torch.manual_seed(0)
-            m = create_vision_model(arch, topology=topo, wiring=wiring).to(dev).train()
+            m = create_model(arch, d_in=(3, 32, 32), d_out=10, topology=topo, wiring=wiring).to(dev).train()
             m.amp = cuda  # bf16 autocast on CUDA, as the vision task runs
             r = RECIPES[family(arch)]
             setups[name(topo, wiring)] = (m, make_optimizer(m, arch, r["lr"], r["weight_decay"]))

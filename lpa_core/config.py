@@ -9,9 +9,9 @@ from dataclasses import asdict, dataclass, fields
 
 SURFACE_ONLY = ("width", "depth", "activation", "n_train", "n_test", "n_val", "domain", "grid", "grid_seeds", "lrs", "dataset_lrs")
 FLOAT_LISTS = ("lrs", "dataset_lrs", "domain")  # list keys read as floats on the command line (the others: their default's type)
-VISION_ONLY = ("data_dir", "imagenet_dir", "train_subset", "test_subset", "head", "n_embed", "precision", "memory_format", "workers")
+VISION_ONLY = ("data_dir", "imagenet_dir", "train_subset", "test_subset", "head", "n_embed", "precision", "memory_format", "workers", "val_frac")
 LM_ONLY = ("seq_len", "vocab_size", "tokenizer", "epoch_batches", "eval_tokens", "n_generate")
-TASK_KEYS = {"surfaces": SURFACE_ONLY, "vision": VISION_ONLY, "lm": LM_ONLY + ("data_dir", "precision")}
+TASK_KEYS = {"surfaces": SURFACE_ONLY, "vision": VISION_ONLY, "lm": LM_ONLY + ("data_dir", "precision", "val_frac")}
 
 
 @dataclass
@@ -46,6 +46,7 @@ class TrainConfig:
     precision: str = "auto"           # auto = bf16 autocast on CUDA, fp32 on CPU; bf16 = bf16 autocast on any device (CPU: torch's CPU autocast, the CUDA path's stand-in); fp32 = fp32 everywhere
     memory_format: str = "auto"       # ResNets: auto = channels_last under bf16 on CUDA, else contiguous; channels_last (any device, the CUDA path's stand-in on CPU); contiguous
     workers: int = 4                  # ImageNet: DataLoader worker processes
+    val_frac: float = 0.0             # images and LMs: fraction of the training data held out as a fixed validation split (the same for every seed and paradigm; images: after train_subset; LMs: the last tokens of the training split); 0 = none
     # language models (LM archs: lpa_core.lm.LM_ARCHS or a save_pretrained directory; datasets = the corpus:
     # pydoc (offline), hf:NAME[:CONFIG] or local text files, lpa_core.text; data_dir holds the trained tokenizer)
     seq_len: int = 256                # tokens per training sequence (ANCRe Table 7: 256)
@@ -140,7 +141,7 @@ class TrainConfig:
                     "epoch_batches", "eval_tokens", "n_generate"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key}: must be >= 0, got {getattr(self, key)}")
-        for key in ("layerdrop_rate", "layerskip_pmax"):
+        for key in ("layerdrop_rate", "layerskip_pmax", "val_frac"):
             if not 0 <= getattr(self, key) < 1:
                 raise ValueError(f"{key}: a probability in [0, 1), got {getattr(self, key)}")
         if not self.tau > 0:

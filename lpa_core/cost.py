@@ -14,8 +14,9 @@ its TrainConfig, so the estimate follows the config and every scale override. Pe
             sequential                                            the mean of 1..L over its stages
             lpa, adaptive_lpa                                     1, 2, ..., L, then L (Adaptive LPA: LPA's, an upper bound)
             lpa_grouped                                           k, 2k, ..., L, then L
-          times batches x epochs; plus evaluation (forward only): vision at each evaluated epoch the test set and
-          10,000 training images at full depth, language models cfg.eval_tokens; the final every-depth pass.
+          times batches x epochs; plus evaluation (forward only): vision at each evaluated epoch the test set,
+          the validation images (val_frac) and 10,000 training images at full depth, language models
+          cfg.eval_tokens (twice with a development split); the final every-depth pass.
   time    FLOPs / (peak x MFU): peak = the GPU's dense bf16 rate (GPUS; h200: 790 TFLOP/s, as measured on the
           chip), MFU = what benchmarks/gpu_acceptance.sh measured for that model (results/benchmarks/gpu/mfu.csv,
           Simultaneous, bf16) when committed, else ASSUMED_MFU (the issue's goals: 15% for the image models, 25%
@@ -74,39 +75,59 @@ def dag_commands(scale, todo=False):
 
 
 @functools.lru_cache(maxsize=None)
-def vision_depth_flops(arch, classes, channels, size):
-    """Forward FLOPs of one image at depth k = 1..L (stem + blocks 1..k + head), from one meta-device forward."""
+def vision_layer_flops(arch, classes, channels, size):
+    """Forward FLOPs of one image per layer (stem, blocks 1..L, head), from one meta-device forward."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from lpa_core.vision_models import create_vision_model
+    from lpa_core.registry import create_model
 
     with torch.device("meta"):
-        model = create_vision_model(arch, num_classes=classes, in_chans=channels, img_size=size).eval()
+        model = create_model(arch, d_in=(channels, size, size), d_out=classes).eval()
         x = torch.zeros(1, channels, size, size)
     with torch.no_grad(), FlopCounterMode(display=False, depth=3) as fc:
         model(x)
     counts = {k: sum(v.values()) for k, v in fc.get_flop_counts().items()}
     name = type(model).__name__
     blocks = [counts.get(f"{name}.blocks.{j}", 0) for j in range(model.depth)]
-    rest = counts["Global"] - sum(blocks)  # stem and head, paid at every depth
-    return [rest + sum(blocks[:k]) for k in range(1, model.depth + 1)]
+    head = counts.get(f"{name}.head", 0)
+    return (counts["Global"] - sum(blocks) - head, *blocks, head)
+
+
+def lm_layer_flops(model, seq_len):
+    """Forward FLOPs of one sequence per layer (stem, blocks 1..L, head) of an LMStack (PaLM, appendix B): per token
+    2 x the layer's parameters, plus 4 x width x seq_len per block (attention scores and weighted sum); the
+    embedding lookup is free."""
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    width = model.config.hidden_size
+    return (0, *(seq_len * (2 * n(b) + 4 * width * seq_len) for b in model.blocks), seq_len * 2 * n(model.head))
+
+
+def depth_flops(layers):
+    """Forward FLOPs at depth k = 1..L (stem + blocks 1..k + head) from the per-layer FLOPs (stem, blocks, head)."""
+    return [layers[0] + sum(layers[1:k + 1]) + layers[-1] for k in range(1, len(layers) - 1)]
+
+
+def vision_depth_flops(arch, classes, channels, size):
+    """Forward FLOPs of one image at depth k = 1..L (stem + blocks 1..k + head)."""
+    return depth_flops(vision_layer_flops(arch, classes, channels, size))
 
 
 @functools.lru_cache(maxsize=None)
-def lm_depth_flops(arch, vocab_size, seq_len):
-    """Forward FLOPs of one sequence at depth k (PaLM, appendix B): per token 2 x (parameters of blocks 1..k and
-    of the head) + 4 x k x width x seq_len (attention scores and weighted sum); the embedding lookup is free."""
+def lm_named_flops(arch, vocab_size, seq_len):
+    """lm_layer_flops of an LM arch built on the meta device."""
     import torch
 
-    from lpa_core.lm import create_lm
+    from lpa_core.registry import create_model
 
     with torch.device("meta"):
-        model = create_lm(arch, vocab_size)
-    width = model.config.hidden_size
-    head = sum(p.numel() for p in model.head.parameters())
-    blocks = [sum(p.numel() for p in b.parameters()) for b in model.blocks]
-    return [seq_len * (2 * (head + sum(blocks[:k])) + 4 * k * width * seq_len) for k in range(1, len(blocks) + 1)]
+        model = create_model(arch, d_in=vocab_size, d_out=vocab_size)
+    return lm_layer_flops(model, seq_len)
+
+
+def lm_depth_flops(arch, vocab_size, seq_len):
+    """Forward FLOPs of one sequence at depth k = 1..L (stem + blocks 1..k + head)."""
+    return depth_flops(lm_named_flops(arch, vocab_size, seq_len))
 
 
 def step_depths(cfg, L):
@@ -131,25 +152,53 @@ def batch_flops(cfg, F):
     return 3 * forward * cfg.batch_size
 
 
-def job_flops(cfg):
-    """(training + evaluation FLOPs of one job, model family 'resnet' | 'vit' | 'lm')."""
+def layer_flops(cfg):
+    """Forward FLOPs per example (an image; a sequence of cfg.seq_len tokens) of cfg's model, per layer (stem,
+    blocks 1..L, head)."""
     if cfg.task == "vision":
         from lpa_core.images import DATASETS
+
+        spec = DATASETS[cfg.datasets[0]]
+        return vision_layer_flops(cfg.arch, spec.classes, spec.channels, spec.size)
+    return lm_named_flops(cfg.arch, cfg.vocab_size, cfg.seq_len)
+
+
+def equal_flops_epochs(cfg, match="lpa"):
+    """Epochs in which cfg.paradigm trains as many FLOPs as paradigm `match` in cfg.epochs, on the same model, data
+    and batches (issue 12's equal compute, analytic, >= 1). Every step of these paradigms trains the stem, so by
+    lpa_core.task's rule a step at depth d costs 3 F_d - stem per example (F_d = forward FLOPs at depth d);
+    Simultaneous matched to LPA: round(E (3 (F_1 + ... + F_L + F_L) - (L + 1) stem) / (3 F_L - stem)). Not for sequential
+    (frozen blocks: no weight gradient); LayerDrop's dropped blocks counted (an upper bound)."""
+    from dataclasses import replace
+
+    layers = layer_flops(cfg)
+    F = depth_flops(layers)
+    if "sequential" in (cfg.paradigm, match):
+        raise ValueError("equal_flops_epochs: not for sequential (its steps skip the frozen blocks' weight gradients)")
+    per_batch = lambda p: sum(3 * F[d - 1] - layers[0] for d in step_depths(replace(cfg, paradigm=p), len(F)))  # noqa: E731
+    return max(1, round(cfg.epochs * per_batch(match) / per_batch(cfg.paradigm)))
+
+
+def job_flops(cfg):
+    """(training + evaluation FLOPs of one job, model family 'resnet' | 'vit' | 'lm')."""
+    F = depth_flops(layer_flops(cfg))
+    if cfg.task == "vision":
+        from lpa_core.images import DATASETS, n_held
         from lpa_core.vision import TRAIN_EVAL, family
 
         spec = DATASETS[cfg.datasets[0]]
-        F = vision_depth_flops(cfg.arch, spec.classes, spec.channels, spec.size)
         n_train = min(cfg.train_subset or spec.n_train, spec.n_train)
-        n_test = min(cfg.test_subset or spec.n_test, spec.n_test)
-        per_eval = n_test + min(n_train, TRAIN_EVAL)
+        n_val = n_held(n_train, cfg.val_frac)
+        n_train, n_test = n_train - n_val, min(cfg.test_subset or spec.n_test, spec.n_test)
+        per_eval = n_test + min(n_train, TRAIN_EVAL) + n_val
         batches, fam = n_train // cfg.batch_size, family(cfg.arch)
         final = n_test
     else:
-        F = lm_depth_flops(cfg.arch, cfg.vocab_size, cfg.seq_len)
         if not cfg.epoch_batches:
             raise ValueError(f"cost: {cfg.arch} job with epoch_batches 0 (a pass over the corpus): its size is not known before loading it")
         batches, fam = cfg.epoch_batches, "lm"
         per_eval = final = max(1, cfg.eval_tokens // cfg.seq_len)
+        per_eval *= 1 + bool(cfg.val_frac)  # the development split too (at most eval_tokens)
     evals = math.ceil(cfg.epochs / cfg.eval_every) + 1
     return batch_flops(cfg, F) * batches * cfg.epochs + F[-1] * (per_eval * evals + final), fam
 

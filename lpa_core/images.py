@@ -14,6 +14,10 @@ Augmentation (training batches only): random crop with 4 px zero padding and hor
 datasets (the standard CIFAR recipe, He et al. 2016; used for Fashion-MNIST too), in one gather per batch;
 RandomResizedCrop(224) + flip for ImageNet, evaluation on Resize(256) + CenterCrop(224). All randomness (batch
 order, crops, flips) comes from the run's generator, so a resumed job sees the same batches.
+
+Validation (cfg.val_frac > 0): a fixed fraction of the training images (after train_subset: the subset first, then
+the hold-out from it) becomes the validation split, never trained on; drawn from its own generator (VAL_SEED), so
+every seed and paradigm sees the same split. Evaluated un-augmented, as the test set.
 """
 import copy
 import gzip
@@ -53,6 +57,7 @@ CIFAR = {  # folder, archive URL, train files, test files, label key (as torchvi
     "cifar100": ("cifar-100-python", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", ["train"], ["test"], "fine_labels"),
 }
 SUBSET_SEED = 12_345  # fixed subsets (train_subset, test_subset, the train-eval and embedding images): same for every run
+VAL_SEED = 54_321  # the validation hold-out (cfg.val_frac): its own generator, the same for every run seed and paradigm
 
 
 def fixed_subset(n, k, seed=SUBSET_SEED):
@@ -60,6 +65,19 @@ def fixed_subset(n, k, seed=SUBSET_SEED):
     if not k or k >= n:
         return torch.arange(n)
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:k].sort().values
+
+
+def n_held(n, frac):
+    """Images held out of n for validation at val_frac `frac`: round(frac x n), at least one when frac > 0."""
+    return max(1, round(frac * n)) if frac else 0
+
+
+def hold_out(idx, frac, seed=VAL_SEED):
+    """(training, validation) indices of idx: a fixed fraction `frac` (at least one image when frac > 0) held out,
+    drawn from its own generator, each part in idx's order; frac 0: (idx, empty)."""
+    n_val = n_held(len(idx), frac)
+    perm = torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed))
+    return idx[perm[n_val:].sort().values], idx[perm[:n_val].sort().values]
 
 
 def _download(kind, root):
@@ -149,18 +167,19 @@ def crop_flip(x, pad, gen):
 class TensorImages:
     """A small dataset as uint8 tensors on the device; batches come out normalised float32."""
 
-    def __init__(self, name, spec, split, device, train_subset=0, test_subset=0, pad=4):
+    def __init__(self, name, spec, split, device, train_subset=0, test_subset=0, val_frac=0.0, pad=4):
         (xtr, ytr), (xte, yte) = split["train"], split["test"]
         if xtr.dim() == 3:  # grey images: add the channel axis
             xtr, xte = xtr[:, None], xte[:, None]
         edge = spec.size - xtr.shape[-1]
         if edge:  # Fashion-MNIST 28 -> 32: zero (background) border
             xtr, xte = (F.pad(t, (edge // 2, edge - edge // 2) * 2) for t in (xtr, xte))
-        tr, te = fixed_subset(len(xtr), train_subset), fixed_subset(len(xte), test_subset)
+        (tr, va), te = hold_out(fixed_subset(len(xtr), train_subset), val_frac), fixed_subset(len(xte), test_subset)
         self.name, self.spec, self.device, self.pad = name, spec, torch.device(device), pad
         self.x_train, self.y_train = xtr[tr].contiguous().to(device), ytr[tr].to(device)
+        self.x_val, self.y_val = xtr[va].contiguous().to(device), ytr[va].to(device)
         self.x_test, self.y_test = xte[te].contiguous().to(device), yte[te].to(device)
-        self.n_train, self.n_test = len(self.x_train), len(self.x_test)
+        self.n_train, self.n_val, self.n_test = len(self.x_train), len(self.x_val), len(self.x_test)
         self.mean = torch.tensor(spec.mean, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(spec.std, device=device).view(1, -1, 1, 1)
 
@@ -175,8 +194,8 @@ class TensorImages:
             yield self.normalise(crop_flip(self.x_train[idx], self.pad, gen)), self.y_train[idx]
 
     def eval_batches(self, split, batch_size, subset=0):
-        """Un-augmented batches of 'train' or 'test' in order (the first `subset` of a fixed permutation if set)."""
-        x, y = (self.x_train, self.y_train) if split == "train" else (self.x_test, self.y_test)
+        """Un-augmented batches of 'train', 'val' or 'test' in order (the first `subset` of a fixed permutation if set)."""
+        x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
         idx = fixed_subset(len(x), subset).to(self.device)
         for k in range(0, len(idx), batch_size):
             i = idx[k:k + batch_size]
@@ -193,7 +212,7 @@ class TensorImages:
 class FolderImages:
     """ImageNet-1k from an ImageFolder root (train/, val/), streamed by DataLoaders with `workers` processes."""
 
-    def __init__(self, root, spec, device, workers=4, train_subset=0, test_subset=0):
+    def __init__(self, root, spec, device, workers=4, train_subset=0, test_subset=0, val_frac=0.0):
         from lpa_core._torchvision import import_torchvision
 
         tv = import_torchvision()
@@ -209,10 +228,10 @@ class FolderImages:
         self.train_eval_set = copy.copy(self.train_set)  # the same file list (one scan of train/), eval transform
         self.train_eval_set.transform = evaluate
         self.test_set = ds.ImageFolder(str(root / "val"), evaluate)
-        self.train_idx = fixed_subset(len(self.train_set), train_subset)
+        self.train_idx, self.val_idx = hold_out(fixed_subset(len(self.train_set), train_subset), val_frac)
         self.test_idx = fixed_subset(len(self.test_set), test_subset)
         self.spec, self.device, self.workers = spec, torch.device(device), workers
-        self.n_train, self.n_test = len(self.train_idx), len(self.test_idx)
+        self.n_train, self.n_val, self.n_test = len(self.train_idx), len(self.val_idx), len(self.test_idx)
         self.name = "imagenet"
 
     def _loader(self, dataset, idx, batch_size, **kw):
@@ -230,7 +249,7 @@ class FolderImages:
         return self._to(self._loader(self.train_set, self.train_idx, batch_size, shuffle=True, drop_last=True, generator=gen))
 
     def eval_batches(self, split, batch_size, subset=0):
-        dataset, idx = (self.train_eval_set, self.train_idx) if split == "train" else (self.test_set, self.test_idx)
+        dataset, idx = (self.test_set, self.test_idx) if split == "test" else (self.train_eval_set, getattr(self, f"{split}_idx"))
         return self._to(self._loader(dataset, idx[fixed_subset(len(idx), subset)], batch_size))
 
     def sample(self, n):
@@ -297,9 +316,9 @@ def load_images(name, cfg):
     """The dataset `name` for cfg (data_dir, imagenet_dir, device, subsets, workers)."""
     if name.startswith(FOLDER):
         spec, split = load_folder(name)
-        return TensorImages(name, spec, split, cfg.device, cfg.train_subset, cfg.test_subset)
+        return TensorImages(name, spec, split, cfg.device, cfg.train_subset, cfg.test_subset, cfg.val_frac)
     spec = DATASETS[name]
     if name == "imagenet":
-        return FolderImages(cfg.imagenet_dir, spec, cfg.device, cfg.workers, cfg.train_subset, cfg.test_subset)
+        return FolderImages(cfg.imagenet_dir, spec, cfg.device, cfg.workers, cfg.train_subset, cfg.test_subset, cfg.val_frac)
     split = load_fashion_mnist(cfg.data_dir) if name == "fashion_mnist" else load_cifar(name, cfg.data_dir)
-    return TensorImages(name, spec, split, cfg.device, cfg.train_subset, cfg.test_subset)
+    return TensorImages(name, spec, split, cfg.device, cfg.train_subset, cfg.test_subset, cfg.val_frac)

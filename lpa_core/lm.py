@@ -27,12 +27,14 @@ pass within an epoch (Algorithm 1's full-depth pass, Adaptive LPA's depth pass) 
 
 Outputs, beside the loop's run.json and coeffs.csv (any topology):
   layerwise.csv  validation perplexity, loss (nats/token) and next-token accuracy (%) at every depth 1..L
-  history.csv    per evaluated epoch: validation loss, perplexity and accuracy at full depth
+  history.csv    per evaluated epoch: validation loss, perplexity and accuracy at full depth, and (cfg.val_frac > 0)
+                 the same on the development split held out of the training tokens (dev_*, lpa_core.text)
   summary.csv    status, steps, tokens, effective depth, parameters in all and at the effective depth
   pruned.csv     layerdrop runs only: validation perplexity, loss, accuracy of LayerDrop's pruned sub-networks
   samples.txt    greedy and sampled continuations of fixed prompts at depths L/4, L/2, 3L/4, L (Table 5's
                  quarter points) through the shared head
 """
+import functools
 import math
 from pathlib import Path
 
@@ -41,9 +43,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from lpa_core import io
+from lpa_core._torchvision import import_transformers
+from lpa_core.cost import lm_layer_flops
 from lpa_core.task import OneRunTask
 from lpa_core.models import BlockStack
-from lpa_core.registry import MODELS, is_pretrained
+from lpa_core.registry import create_model, is_pretrained
 from lpa_core.surfaces import HISTORY, KEYS, SUMMARY
 from lpa_core.text import load_text
 
@@ -141,32 +145,32 @@ LM_ARCHS = {
 
 def lm_config(arch, vocab_size, max_len=2048):
     """The transformers config of a named size (Llama: rms_norm_eps 1e-6 as GaLore's; untied head)."""
-    from lpa_core._torchvision import import_transformers
-
+    if arch not in LM_ARCHS:
+        raise ValueError(f"arch: unknown LM size '{arch}' (valid: {', '.join(LM_ARCHS)})")
     transformers = import_transformers()
-
-    MODELS.check(arch, valid=MODELS.names(task="lm"))
-    family, kw = MODELS[arch]
+    family, kw = LM_ARCHS[arch]
     if family == "llama":
         return transformers.LlamaConfig(vocab_size=vocab_size, max_position_embeddings=max_len, rms_norm_eps=1e-6,
                                         tie_word_embeddings=False, **kw)
     return transformers.Qwen2Config(vocab_size=vocab_size, max_position_embeddings=max_len, **kw)
 
 
-def create_lm(arch, vocab_size=None, topology="cascade", tau=0.01, normalisation="ingoing", wiring="add"):
-    """LMStack of a named size (from scratch: the library's init under the current torch seed) or of a local
-    save_pretrained directory (its weights, fp32)."""
-    from lpa_core._torchvision import import_transformers
+def named(arch, *, seeds, d_in, d_out, **keys):
+    """LMStack of a named size from scratch (the library's init under torch's RNG: create_model seeds it); d_in =
+    d_out = the vocabulary size. keys: topology, tau, normalisation, wiring."""
+    if d_in != d_out:
+        raise ValueError(f"d_in, d_out: a language model reads and predicts one vocabulary, got {d_in} and {d_out}")
+    return LMStack(import_transformers().AutoModelForCausalLM.from_config(lm_config(arch, d_out)), **keys)
 
-    transformers = import_transformers()
 
-    if is_pretrained(arch):
-        if not (Path(arch) / "config.json").is_file():
-            raise ValueError(f"arch: '{arch}' is not a transformers model directory (no config.json)")
-        lm = transformers.AutoModelForCausalLM.from_pretrained(arch, dtype=torch.float32)
-    else:
-        lm = transformers.AutoModelForCausalLM.from_config(lm_config(arch, vocab_size))
-    return LMStack(lm, topology=topology, tau=tau, normalisation=normalisation, wiring=wiring)
+def pretrained(path, *, seeds, d_in, d_out, **keys):
+    """LMStack of a local save_pretrained directory (its weights, fp32; its vocabulary: d_in and d_out unused)."""
+    if not (Path(path) / "config.json").is_file():
+        raise ValueError(f"arch: '{path}' is not a transformers model directory (no config.json)")
+    return LMStack(import_transformers().AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), **keys)
+
+
+LM_MODELS = {name: functools.partial(named, name) for name in LM_ARCHS}  # the builders (lpa_core.registry.create_model)
 
 
 # --- task ---------------------------------------------------------------------------------------------------------
@@ -206,14 +210,14 @@ class LMTask(OneRunTask):
         tokenizer = cfg.tokenizer
         if tokenizer == "auto":
             tokenizer = cfg.arch if is_pretrained(cfg.arch) else "bpe"
-        key = (self.dataset, tokenizer, cfg.vocab_size, cfg.seq_len, cfg.data_dir, cfg.device)
+        key = (self.dataset, tokenizer, cfg.vocab_size, cfg.seq_len, cfg.data_dir, cfg.device, cfg.val_frac)
         if key not in _DATA:
             _DATA.clear()
-            _DATA[key] = load_text(self.dataset, tokenizer, cfg.vocab_size, cfg.seq_len, cfg.data_dir, cfg.device)
+            _DATA[key] = load_text(self.dataset, tokenizer, cfg.vocab_size, cfg.seq_len, cfg.data_dir, cfg.device, cfg.val_frac)
         self.data = _DATA[key]
-        with torch.random.fork_rng(devices=[]):  # the init stream: the run's seed, separate from the data's
-            torch.manual_seed(1_000_003 + self.seed)
-            model = create_lm(cfg.arch, self.data.tok.get_vocab_size(), cfg.topology, cfg.tau, cfg.normalisation, cfg.wiring)
+        vocab = self.data.tok.get_vocab_size()
+        model = create_model(cfg.arch, seeds=[self.seed], d_in=vocab, d_out=vocab, topology=cfg.topology, tau=cfg.tau,
+                             normalisation=cfg.normalisation, wiring=cfg.wiring)
         if self.data.tok.get_vocab_size() > model.config.vocab_size:
             raise ValueError(f"tokenizer: {self.data.tok.get_vocab_size()} tokens, more than the model's vocabulary "
                              f"({model.config.vocab_size})")
@@ -222,6 +226,7 @@ class LMTask(OneRunTask):
         self.opt = make_optimizer(self.model, cfg.lr, cfg.weight_decay, cfg.shortcut_decay == "same")
         self.lr = cfg.lr
         self.gen = torch.Generator().manual_seed(2_000_003 + self.seed)  # window positions and order
+        self.model.layer_flops = lm_layer_flops(self.model, cfg.seq_len)  # per sequence of seq_len tokens
         self.counters()
         self._drawn = [None, 0]  # (epoch, batches drawn in it): the per-step schedule's position
         self.n_params = sum(p.numel() for p in self.model.parameters())
@@ -261,6 +266,7 @@ class LMTask(OneRunTask):
 
     def loss_at(self, h, y):
         """Next-token cross-entropy [1] of the shared head on representation h [B, T, d]."""
+        self.model.count(self.model.depth + 1, h)
         with self.model.autocast():
             logits = self.model.head(h)
         return self._ce(logits, y).reshape(1)
@@ -278,20 +284,22 @@ class LMTask(OneRunTask):
     def describe(self):
         c = self.cfg
         per = f"{c.epoch_batches} batches" if c.epoch_batches else "a pass"
+        dev = "" if self.data.dev is None else f" / {len(self.data.dev)} development"
         return (f"1 run: {c.arch} ({self.n_params / 1e6:.2f}M params, {self.model.depth} blocks, {c.topology}) on "
-                f"{self.dataset} ({len(self.data.train)} train / {len(self.data.val)} validation tokens, vocabulary "
+                f"{self.dataset} ({len(self.data.train)} train / {len(self.data.val)} validation{dev} tokens, vocabulary "
                 f"{self.data.tok.get_vocab_size()}); {RECIPE['optimizer']} lr {c.lr} wd {c.weight_decay}, {c.epochs} epochs of "
                 f"{per} of {c.batch_size} x {c.seq_len} tokens; {self.device} {self.precision}")
 
     @torch.no_grad()
-    def evaluate(self, every_depth=True):
-        """{depth: (perplexity, mean loss in nats/token, next-token accuracy %)} on the validation tokens (at most
-        cfg.eval_tokens), at every depth through the shared head (one walk) or at full depth only."""
+    def evaluate(self, every_depth=True, split="val"):
+        """{depth: (perplexity, mean loss in nats/token, next-token accuracy %)} on the validation tokens (split
+        'dev': the development tokens; at most cfg.eval_tokens), at every depth through the shared head (one
+        walk) or at full depth only."""
         L, dev = self.model.depth, self.device
         loss, correct, n = torch.zeros(L + 1, device=dev), torch.zeros(L + 1, device=dev), 0
         self.model.eval()
         with self.model.autocast():
-            for x, y in self.data.val_batches(self.cfg.batch_size, self.cfg.seq_len, self.cfg.eval_tokens):
+            for x, y in self.data.val_batches(self.cfg.batch_size, self.cfg.seq_len, self.cfg.eval_tokens, split):
                 outs = enumerate(self.model.walk(x), 1) if every_depth else [(L, None)]
                 for d, h in outs:
                     logits = (self.model(x) if h is None else self.model.head(h)).float().flatten(0, 1)
@@ -303,12 +311,15 @@ class LMTask(OneRunTask):
         return {d: (math.exp(min(float(loss[d] / n), 50.0)), float(loss[d] / n), float(100 * correct[d] / n)) for d in depths}
 
     def history(self, epoch, wall):
-        ppl, loss, acc = self.evaluate(every_depth=False)[self.model.depth]
-        self.bad |= not math.isfinite(loss)
-        bad = bool(self.bad[0])
+        rows = []
+        for split in ("val",) + ("dev",) * (self.data.dev is not None):
+            ppl, loss, acc = self.evaluate(every_depth=False, split=split)[self.model.depth]
+            self.bad |= not math.isfinite(loss)
+            rows += [(f"{split}_loss", loss), (f"{split}_ppl", ppl), (f"{split}_acc_pct", acc)]
         pre = [self.cfg.exp, self.dataset, self.cfg.arch, self.cfg.paradigm, self.seed, epoch, *self.counts(0),
                round(wall, 3), self.lr]
-        rows = [pre + [m, float("nan") if bad else v] for m, v in (("val_loss", loss), ("val_ppl", ppl), ("val_acc_pct", acc))]
+        ppl, loss = rows[1][1], rows[0][1]
+        rows = [pre + [m, float("nan") if bool(self.bad[0]) else v] for m, v in rows]
         return rows, f"val ppl {ppl:.2f} loss {loss:.4g}"
 
     @torch.no_grad()

@@ -147,12 +147,17 @@ class BlockStack(ResidualStack):
     def gate(self, f, k):
         return f * k.to(f.dtype).view(-1, *[1] * (f.dim() - 1))
 
+    def examples(self, x):
+        """Examples in input x: batch-first (images; token sequences, whose layer_flops are per sequence)."""
+        return x.shape[0]
+
     def step(self, j, xs, w):
         """x_j from the states xs = [x_0..x_{j-1}] and block j's topology weights w. The mix is one fused running
         sum that keeps no copies for backward (lpa_core.topology.mix_states); for a block kept whole under wiring
         replace, its own shortcut is folded into the coefficients (p_{j-1,j} - 1 on x_{j-1}), so one-hot
         coefficients give the library block's output bit for bit; under add it stays."""
         block, h, k, add = self.blocks[j - 1], xs[-1], self.kept(j), self.topology.add
+        self.count(j, h, k)
         mix = self.topology.block_weights(w, xs)  # (p, states), None under cascade
         P, PT = lambda x: self.project(x, j, h), lambda g, shape: self.unproject(g, j, h, shape)
         if k is False:
@@ -170,6 +175,7 @@ class BlockStack(ResidualStack):
         """x_1..x_depth one at a time (a generator). Under cascade only the last state is kept alive, so
         evaluating every depth costs one representation, not L."""
         xs = [self.stem(x)]
+        self.count(0, x)
         for j, w in enumerate(self.topology.weights(self.blocks, depth), 1):
             h = self.step(j, xs, w)
             xs = [h] if isinstance(self.topology, Cascade) else xs + [h]
@@ -177,6 +183,7 @@ class BlockStack(ResidualStack):
 
     def states(self, x, depth=None):
         xs = [self.stem(x)]
+        self.count(0, x)
         for j, w in enumerate(self.topology.weights(self.blocks, depth), 1):
             xs.append(self.step(j, xs, w))
         return xs
@@ -197,6 +204,7 @@ class BlockStack(ResidualStack):
             h = None
             for h in self.walk(x, depth):
                 pass
+            self.count(len(self.blocks) + 1, x)
             return self.head(self.stem(x) if h is None else h)
 
 
@@ -334,12 +342,4 @@ def keep_pattern(n_blocks, rate):
     return [d % k != 0 for d in range(1, n_blocks + 1)]
 
 
-ARCHS = {"resmlp": ResMLP}
-
-
-def create_model(arch, seeds, **kwargs):
-    """A surface model registered in lpa_core.registry.MODELS with task="surfaces" (a plugin's too)."""
-    from lpa_core.registry import MODELS
-
-    MODELS.check(arch, valid=MODELS.names(task="surfaces"))
-    return MODELS[arch](seeds, **kwargs)
+ARCHS = {"resmlp": ResMLP}  # builders with lpa_core.registry.create_model's signature (seeds=, d_in=, d_out=, **keys)

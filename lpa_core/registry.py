@@ -13,10 +13,15 @@ torch, so the workflow and the aggregation jobs (tables, figures, report) know e
 importing an implementation; `REGISTRY[name]` imports the implementation on first use. Valid-name lists
 everywhere else (CLI, TrainConfig, the workflow's config check, the report's paradigm order and colours, the
 benchmarks) are read from here (tests/test_registry.py fails on a restated list).
+
+Also here: `create_model`, every task's one model constructor (one builder signature for every task and plugin),
+and `label`, the file-name-safe label of a dataset named by its source (csv:, parquet:, sklearn:, imagefolder:).
 """
+import functools
 import importlib
 import importlib.util
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -83,7 +88,7 @@ class Registry(Mapping):
 
 SURFACES = Registry("surface", "datasets")           # f(x, y) -> z on torch tensors [N] (lpa_core.data)
 IMAGE_DATASETS = Registry("image dataset", "datasets")  # lpa_core.images.Spec
-MODELS = Registry("model", "arch")                  # meta task: surfaces (create_model), vision (create_vision_model), lm (lm_config)
+MODELS = Registry("model", "arch")                  # builder(*, seeds, d_in, d_out, **keys) (create_model); meta task: surfaces, vision, lm
 PARADIGMS = Registry("paradigm", "paradigm")        # epoch(ctx, epoch) (lpa_core.paradigms)
 TOPOLOGIES = Registry("topology", "topology")       # a Topology class (lpa_core.topology)
 REGISTRIES = {"surface": SURFACES, "image_dataset": IMAGE_DATASETS, "model": MODELS, "paradigm": PARADIGMS,
@@ -106,6 +111,33 @@ def task_of(arch):
 def is_pretrained(arch):
     """An arch that names a local directory (a path) rather than a registered model."""
     return arch not in MODELS and (os.sep in arch or arch.startswith(".") or os.path.isdir(arch))
+
+
+INIT_SEED = 1_000_003  # a run's initialisation stream: torch's RNG at INIT_SEED + seed (the data's streams are others)
+
+
+def create_model(arch, *, seeds=(0,), d_in, d_out, **keys):
+    """Every task's one model constructor (timm's create_model): the builder registered as `arch` (a local
+    save_pretrained directory: lpa_core.lm.pretrained), called with one signature for every task and plugin:
+
+        builder(*, seeds, d_in, d_out, **keys) -> a residual stack (lpa_core.models.BlockStack)
+
+      seeds  the runs' seeds: a surface model stacks one copy per seed (ResMLP draws each from its own generator
+             at INIT_SEED + seed); a vision or LM model is one run (one seed)
+      d_in   one example's input: features (int; surfaces and tabular data), (channels, height, width) (images),
+             or the vocabulary size (token ids; LM)
+      d_out  outputs per example: targets or classes (int), or the vocabulary size (LM)
+      keys   the task's model keys from TrainConfig: topology, tau, normalisation, wiring for every task; width,
+             depth, activation (surfaces); head (vision)
+
+    The builder runs under torch's RNG seeded INIT_SEED + seeds[0], in a forked RNG state (nothing else's stream
+    moves): a model that draws its initialisation from torch's default generator gets the run's own."""
+    import torch
+
+    build = functools.partial(importlib.import_module("lpa_core.lm").pretrained, arch) if is_pretrained(arch) else MODELS[arch]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(INIT_SEED + seeds[0])
+        return build(seeds=list(seeds), d_in=d_in, d_out=d_out, **keys)
 
 
 _LOADED = set()
@@ -135,6 +167,34 @@ def load_plugins(plugins):
         _LOADED.add(p)
 
 
+def label(name):
+    """A file- and wildcard-safe label of a dataset name, for run folders and figure file names: a registered name
+    as it is; a name by source (csv:, parquet:, sklearn:, imagefolder:), its prefix and the stem of its file or
+    folder: csv:data/house.csv:target=price -> csv_house, imagefolder:photos/pets:size=64 -> imagefolder_pets."""
+    if ":" not in name:
+        return name
+    prefix, _, rest = name.partition(":")
+    path = Path(rest.split(":")[0])
+    stem = (path if path.name not in ("", ".", "..") else path.resolve()).stem
+    return f"{prefix}_{re.sub(r'[^A-Za-z0-9_]+', '_', stem)}"
+
+
+def check_source(name, kind):
+    """A dataset name by source for a `kind` (surface: csv:, parquet:, sklearn:; image_dataset: imagefolder:):
+    checked now (the file or folder is there and usable), a one-line ValueError otherwise."""
+    if kind == "image_dataset":
+        if not name.startswith("imagefolder:"):
+            raise ValueError(f"datasets: unknown source '{name.partition(':')[0]}:' in '{name}' (valid: imagefolder:PATH, "
+                             f"or a registered image dataset: {', '.join(IMAGE_DATASETS)})")
+        from lpa_core.images import parse_folder
+
+        parse_folder(name)
+    else:
+        from lpa_core import tabular
+
+        tabular.check(name)
+
+
 def check_names(value, schema, root=None, where="config"):
     """Every config value whose JSON-schema node says `x-registry: KIND` (and `x-task`, for models) is a registered
     name of that kind: the workflow's check of a config (after its plugins are loaded), one ValueError naming the key."""
@@ -144,11 +204,9 @@ def check_names(value, schema, root=None, where="config"):
         for part in schema["$ref"].lstrip("#/").split("/"):
             node = node[part]
         schema = {**node, **{k: v for k, v in schema.items() if k != "$ref"}}
-    if schema.get("x-registry") == "surface" and isinstance(value, str) and ":" in value:  # csv:, parquet:, sklearn:
-        from lpa_core import tabular
-
-        try:
-            tabular.check(value)
+    if schema.get("x-registry") in ("surface", "image_dataset") and isinstance(value, str) and ":" in value:
+        try:  # csv:, parquet:, sklearn:, imagefolder:
+            check_source(value, schema["x-registry"])
         except ValueError as e:
             raise ValueError(f"{where}: {str(e).partition(': ')[2]}") from None
     elif "x-registry" in schema and isinstance(value, str):
@@ -174,7 +232,7 @@ MODELS.lazy("lpa_core.models", "resmlp", attr="ARCHS", task="surfaces")
 MODELS.lazy("lpa_core.vision_models", "resnet18", "resnet34", "vit12", "vit24", "resnet18_w16", "resnet10_w16",
             "vit6_d64", attr="VISION_ARCHS", task="vision")
 MODELS.lazy("lpa_core.lm", "lm_tiny", "qwen2_tiny", "llama_60m", "llama_130m", "llama_350m", "qwen2_small",
-            attr="LM_ARCHS", task="lm")
+            attr="LM_MODELS", task="lm")
 PARADIGMS.lazy("lpa_core.paradigms", "simultaneous", "sequential", "lpa", "adaptive_lpa", "lpa_grouped",
                "deep_supervision", "layerskip", "layerdrop")
 TOPOLOGIES.lazy("lpa_core.topology", "cascade", "ancre", "all_fixed", "gains", attr="TOPOLOGIES")

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from lpa_core import io, tabular
 from lpa_core.data import grid, make_surface, make_val, surface
-from lpa_core.models import create_model
 from lpa_core.optim import RunAdam
+from lpa_core.registry import create_model
 from lpa_core.task import HISTORY, KEYS, PRUNED, SUMMARY, Task  # noqa: F401 (KEYS: read from here by the loop and the one-run tasks)
 
 
@@ -70,7 +70,7 @@ class SurfaceTask(Task):
                 torch.stack(t).transpose(1, 2).contiguous().to(cfg.device) for t in zip(*data))
         self.metrics = ("mse", "mae") if self.kind == "regression" else ("ce", "acc_pct")
         self.n_train = self.x_train.shape[-1]
-        self.model = create_model(cfg.arch, [s for _, s in cfg.runs], d_in=d_in, d_out=d_out, width=cfg.width, depth=cfg.depth,
+        self.model = create_model(cfg.arch, seeds=[s for _, s in cfg.runs], d_in=d_in, d_out=d_out, width=cfg.width, depth=cfg.depth,
                                   activation=cfg.activation, topology=cfg.topology, tau=cfg.tau,
                                   normalisation=cfg.normalisation, wiring=cfg.wiring).to(cfg.device)
         m = self.model  # head and stem first: every prefix step's parameters are one span of the flat buffer

@@ -13,7 +13,6 @@ standardised with the training split's mean and std, and so is a regression targ
 errors are in units of the target's training std). An integer target with more than MAX_CLASSES values is taken
 as regression. Torch-free: the workflow checks a name (`check`) before any job starts.
 """
-import re
 from pathlib import Path
 
 import numpy as np
@@ -44,14 +43,6 @@ def parse(name):
     if not source:
         raise ValueError(f"datasets: '{name}' names no file or loader")
     return prefix, source, got.get("target"), got.get("features")
-
-
-def label(name):
-    """A file-name-safe label of a dataset name (figure file names): csv:data/house.csv -> csv_house."""
-    if not is_tabular(name):
-        return name
-    prefix, source, *_ = parse(name)
-    return f"{prefix}_{re.sub(r'[^A-Za-z0-9_]+', '_', Path(source).stem)}"
 
 
 def frame(name):

@@ -77,7 +77,8 @@ class Task:
             m.counting(True)
         if time.perf_counter() - self._beat >= PROGRESS_S:
             self._beat = time.perf_counter()
-            self.log(f"[{self.cfg.exp}/{self.cfg.paradigm}]   step {int(self.steps.max())}  lr {self.lr:.3g}  "
+            lr = f"{self.lr:.3g}" if not torch.is_tensor(self.lr) else f"{float(self.lr.min()):.3g}..{float(self.lr.max()):.3g}"
+            self.log(f"[{self.cfg.exp}/{self.cfg.paradigm}]   step {int(self.steps.max())}  lr {lr}  "
                      f"loss {float(losses.detach().sum()):.4g}")
 
     def checkpoint(self):

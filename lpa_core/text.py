@@ -24,6 +24,11 @@ consecutive tokens (inputs and next-token targets). `TokenData.train_batches` yi
 non-overlapping block from a random start offset in [0, seq_len), in random order (epoch_batches = 0: a pass over
 the training split), or epoch_batches batches of windows at uniformly random positions (nanoGPT's get_batch; for
 corpora too large for a pass per epoch). Validation reads fixed non-overlapping blocks from the start.
+
+Development split (cfg.val_frac > 0): the held-out split above is what the track reports (ANCRé's "validation
+perplexity": our test set), so selection reads another one, carved from the training data: the last val_frac of
+the training tokens (a contiguous tail, the same for every seed and paradigm; the tokenizer is still trained on
+every training document), never trained on. Its metrics are dev_* (lpa_core.lm).
 """
 import glob
 import hashlib
@@ -130,6 +135,7 @@ class TokenData:
     val: torch.Tensor
     tok: object
     n_docs: tuple
+    dev: torch.Tensor = None  # the tail held out of the training tokens (val_frac > 0), else None
 
     def train_batches(self, batch_size, seq_len, gen, epoch_batches=0):
         """One epoch of (x, y) [B, T] next-token batches (see the module docstring); gen: a CPU generator."""
@@ -144,14 +150,15 @@ class TokenData:
         for k in range(0, len(starts) - batch_size + 1, batch_size):
             yield self._block(self.train, starts[k:k + batch_size].to(self.train.device), seq_len)
 
-    def val_batches(self, batch_size, seq_len, max_tokens=0):
-        """Fixed non-overlapping validation blocks from the start (at most max_tokens target tokens; 0 = all)."""
-        n_blocks = (len(self.val) - 1) // seq_len
+    def val_batches(self, batch_size, seq_len, max_tokens=0, split="val"):
+        """Fixed non-overlapping blocks of split 'val' (or 'dev') from the start (at most max_tokens target tokens; 0 = all)."""
+        stream = getattr(self, split)
+        n_blocks = (len(stream) - 1) // seq_len
         if max_tokens:
             n_blocks = min(n_blocks, max(1, max_tokens // seq_len))
-        starts = seq_len * torch.arange(n_blocks, device=self.val.device)
+        starts = seq_len * torch.arange(n_blocks, device=stream.device)
         for k in range(0, n_blocks, batch_size):
-            yield self._block(self.val, starts[k:k + batch_size], seq_len)
+            yield self._block(stream, starts[k:k + batch_size], seq_len)
 
     @staticmethod
     def _block(stream, starts, seq_len):
@@ -160,12 +167,17 @@ class TokenData:
         return b[:, :-1], b[:, 1:]
 
 
-def load_text(corpus, tokenizer, vocab_size, seq_len, data_dir="data", device="cpu"):
+def load_text(corpus, tokenizer, vocab_size, seq_len, data_dir="data", device="cpu", val_frac=0.0):
     """TokenData of a corpus (see the module docstring); every split must hold more than one block."""
     train_docs, val_docs = load_corpus(corpus)
     tok = get_tokenizer(tokenizer, train_docs, vocab_size, data_dir, corpus)
     train, val = encode(tok, train_docs), encode(tok, val_docs)
+    n_dev = round(val_frac * len(train))
+    if val_frac and n_dev <= seq_len + 1:
+        raise ValueError(f"val_frac: {val_frac} of the {len(train)} training tokens of '{corpus}' is not more than one "
+                         f"block of seq_len {seq_len} + 1")
+    train, dev = (train[:-n_dev], train[-n_dev:].to(device)) if val_frac else (train, None)
     for split, t in (("training", train), ("validation", val)):
         if len(t) <= seq_len + 1:
             raise ValueError(f"seq_len: {seq_len} is not shorter than the {len(t)} tokens of the {split} split of '{corpus}'")
-    return TokenData(train.to(device), val.to(device), tok, (len(train_docs), len(val_docs)))
+    return TokenData(train.to(device), val.to(device), tok, (len(train_docs), len(val_docs)), dev)

@@ -5,7 +5,8 @@ lpa_core.train.
 Outputs, beside the loop's run.json, each written atomically:
   layerwise.csv   test accuracy (%) and loss at every depth 1..L through the shared head
   history.csv     per evaluated epoch: steps, samples, wall time, lr; train loss/accuracy (fixed 10,000-image
-                  subset of the training set, not augmented) and test loss/accuracy, at full depth
+                  subset of the training set, not augmented), validation loss/accuracy (cfg.val_frac > 0: the
+                  images held out of the training set, lpa_core.images) and test loss/accuracy, at full depth
   summary.csv     status, compute, effective depth and reduction (Adaptive LPA), parameters in all and at the
                   effective depth
   embeddings.npz  per-depth embeddings (what the head's linear layer sees) of cfg.n_embed fixed test images,
@@ -35,10 +36,12 @@ import torch
 import torch.nn.functional as F
 
 from lpa_core import io
+from lpa_core.cost import vision_layer_flops
 from lpa_core.task import OneRunTask
 from lpa_core.images import load_images
+from lpa_core.registry import create_model
 from lpa_core.surfaces import HISTORY, KEYS, SUMMARY
-from lpa_core.vision_models import create_vision_model, truncate
+from lpa_core.vision_models import truncate
 
 # Public recipes, one per family; the paper gives only the epochs (ResNet 50, ViT 300).
 RECIPES = {
@@ -115,7 +118,7 @@ class VisionTask(OneRunTask):
     def __init__(self, cfg):
         self.init_run(cfg)
         torch.backends.cudnn.benchmark |= self.device.type == "cuda"  # allow_tf32 is cuDNN's default
-        key = (self.dataset, cfg.data_dir, cfg.imagenet_dir, cfg.device, cfg.train_subset, cfg.test_subset)
+        key = (self.dataset, cfg.data_dir, cfg.imagenet_dir, cfg.device, cfg.train_subset, cfg.test_subset, cfg.val_frac)
         if key not in _DATA:
             _DATA.clear()
             _DATA[key] = load_images(self.dataset, cfg)
@@ -123,11 +126,8 @@ class VisionTask(OneRunTask):
         if self.data.n_train < cfg.batch_size:
             raise ValueError(f"batch_size: {cfg.batch_size} is more than the {self.data.n_train} training images")
         spec = self.data.spec
-        with torch.random.fork_rng(devices=[]):  # the init stream: the run's seed, separate from the data's
-            torch.manual_seed(1_000_003 + self.seed)
-            model = create_vision_model(cfg.arch, num_classes=spec.classes, in_chans=spec.channels, img_size=spec.size,
-                                        head=cfg.head, topology=cfg.topology, tau=cfg.tau, normalisation=cfg.normalisation,
-                                        wiring=cfg.wiring)
+        model = create_model(cfg.arch, seeds=[self.seed], d_in=(spec.channels, spec.size, spec.size), d_out=spec.classes,
+                             head=cfg.head, topology=cfg.topology, tau=cfg.tau, normalisation=cfg.normalisation, wiring=cfg.wiring)
         self.channels_last = family(cfg.arch) == "resnet" and (cfg.memory_format == "channels_last" or (
             cfg.memory_format == "auto" and self.amp and self.device.type == "cuda"))
         self.model = model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
@@ -135,6 +135,7 @@ class VisionTask(OneRunTask):
         self.opt = make_optimizer(self.model, cfg.arch, cfg.lr, cfg.weight_decay, cfg.shortcut_decay == "same")
         self.lr = cfg.lr
         self.gen = torch.Generator().manual_seed(2_000_003 + self.seed)  # batch order and augmentation
+        self.model.layer_flops = vision_layer_flops(cfg.arch, spec.classes, spec.channels, spec.size)  # per image
         self.counters()
         self.n_params = sum(p.numel() for p in self.model.parameters())
         from lpa_core._torchvision import import_timm, import_torchvision
@@ -163,6 +164,7 @@ class VisionTask(OneRunTask):
 
     def loss_at(self, h, y):
         """Loss [1] of the shared head on representation h."""
+        self.model.count(self.model.depth + 1, h)
         with self.autocast():
             logits = self.model.head(h)
         return F.cross_entropy(logits.float(), y).reshape(1)
@@ -182,13 +184,13 @@ class VisionTask(OneRunTask):
         c, s = self.data.spec.channels, self.data.spec.size
         r = RECIPES[family(self.cfg.arch)]
         return (f"1 run: {self.cfg.arch} ({self.n_params / 1e6:.2f}M params, {self.model.depth} blocks) on {self.dataset} "
-                f"({self.data.n_train} train / {self.data.n_test} test images, {c}x{s}x{s}); {r['optimizer']} lr "
+                f"({self.data.n_train} train / {self.data.n_val} validation / {self.data.n_test} test images, {c}x{s}x{s}); {r['optimizer']} lr "
                 f"{self.cfg.lr} wd {self.cfg.weight_decay}, {self.cfg.epochs} epochs of {self.data.n_train // self.cfg.batch_size} "
                 f"batches of {self.cfg.batch_size}; {self.device} {self.precision}{' channels_last' if self.channels_last else ''}")
 
     @torch.no_grad()
     def evaluate(self, split="test", every_depth=True, subset=0):
-        """{depth: (accuracy %, mean loss)} on split 'test' or 'train' (not augmented), at every depth through the
+        """{depth: (accuracy %, mean loss)} on split 'test', 'val' or 'train' (not augmented), at every depth through the
         shared head (one forward: the head reads each block's output) or at full depth only."""
         L, dev = self.model.depth, self.device
         loss, correct, n = torch.zeros(L + 1, device=dev), torch.zeros(L + 1, device=dev), 0
@@ -207,15 +209,16 @@ class VisionTask(OneRunTask):
         return {d: (float(100 * correct[d] / n), float(loss[d] / n)) for d in depths}
 
     def history(self, epoch, wall):
-        L = self.model.depth
-        test_acc, test_loss = self.evaluate("test", every_depth=False)[L]
-        train_acc, train_loss = self.evaluate("train", every_depth=False, subset=TRAIN_EVAL)[L]
-        self.bad |= not (np.isfinite(test_loss) and np.isfinite(train_loss))
-        bad = bool(self.bad[0])
+        L, rows = self.model.depth, []
+        splits = [("train", TRAIN_EVAL)] + [("val", 0)] * bool(self.data.n_val) + [("test", 0)]
+        for split, subset in splits:
+            acc, loss = self.evaluate(split, every_depth=False, subset=subset)[L]
+            self.bad |= not np.isfinite(loss)
+            rows += [(f"{split}_loss", loss), (f"{split}_acc_pct", acc)]
         pre = [self.cfg.exp, self.dataset, self.cfg.arch, self.cfg.paradigm, self.seed, epoch, *self.counts(0),
                round(wall, 3), self.lr]
-        rows = [pre + [m, float("nan") if bad else v] for m, v in (("train_loss", train_loss), ("train_acc_pct", train_acc),
-                                                                   ("test_loss", test_loss), ("test_acc_pct", test_acc))]
+        test_loss, test_acc = rows[-2][1], rows[-1][1]
+        rows = [pre + [m, float("nan") if bool(self.bad[0]) else v] for m, v in rows]
         return rows, f"test acc {test_acc:.2f}% loss {test_loss:.4g}"
 
     @torch.no_grad()

@@ -24,8 +24,10 @@ what the head's linear layer sees (the per-depth embedding). No run axis: n_runs
   64 patches), patch 16 on 224 x 224 (ImageNet). Fashion-MNIST's 28 x 28 images are zero-padded to 32 x 32 by
   the loader (lpa_core.images): the same models, patch grid and parameter counts for all three small datasets.
 
-Named builders (timm style), one create function, `create_vision_model(name, ...)`; an unknown name is a one-line
-error listing the valid ones. torchvision and timm are imported only when a model is built.
+Named builders (timm style) with the one signature of every model, `builder(*, seeds, d_in, d_out, **keys)`: d_in
+= (channels, height, width) of the (square) images, d_out = classes, keys = head, topology, tau, normalisation,
+wiring; built through lpa_core.registry.create_model (an unknown name is a one-line error listing the valid
+ones). torchvision and timm are imported only when a model is built.
 """
 
 import torch
@@ -33,7 +35,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from lpa_core.models import BlockStack
-from lpa_core.registry import MODELS
 from lpa_core.topology import Cascade
 
 HEADS = ("pad", "pad_norm")
@@ -45,10 +46,12 @@ def register(fn):
     return fn
 
 
-def create_vision_model(name, num_classes=10, in_chans=3, img_size=32, head="pad", **kwargs):
-    """A vision model registered in lpa_core.registry.MODELS with task="vision" (a plugin's too)."""
-    MODELS.check(name, valid=MODELS.names(task="vision"))
-    return MODELS[name](num_classes=num_classes, in_chans=in_chans, img_size=img_size, head=head, **kwargs)
+def image_keys(d_in, d_out):
+    """The stacks' image keys (in_chans, img_size, num_classes) of create_model's d_in (C, H, W) and d_out."""
+    c, h, w = d_in
+    if h != w:
+        raise ValueError(f"d_in: the vision models take square images, got {h} x {w}")
+    return dict(in_chans=c, img_size=h, num_classes=d_out)
 
 
 class VisionStack(BlockStack):
@@ -147,27 +150,27 @@ class ResNetStack(VisionStack):
 
 
 @register
-def resnet18(**kw):
+def resnet18(*, seeds, d_in, d_out, **kw):
     """ResNet-18, CIFAR variant: 8 BasicBlocks (2, 2, 2, 2), widths 64-512; 11.17M parameters at 10 classes."""
-    return ResNetStack((2, 2, 2, 2), **kw)
+    return ResNetStack((2, 2, 2, 2), **image_keys(d_in, d_out), **kw)
 
 
 @register
-def resnet34(**kw):
+def resnet34(*, seeds, d_in, d_out, **kw):
     """ResNet-34, CIFAR variant: 16 BasicBlocks (3, 4, 6, 3), widths 64-512; 21.28M parameters at 10 classes."""
-    return ResNetStack((3, 4, 6, 3), **kw)
+    return ResNetStack((3, 4, 6, 3), **image_keys(d_in, d_out), **kw)
 
 
 @register
-def resnet18_w16(**kw):
+def resnet18_w16(*, seeds, d_in, d_out, **kw):
     """Quick-slice ResNet-18: the same 8 blocks at a quarter of the width (16-128): 0.70M parameters."""
-    return ResNetStack((2, 2, 2, 2), widths=(16, 32, 64, 128), **kw)
+    return ResNetStack((2, 2, 2, 2), widths=(16, 32, 64, 128), **image_keys(d_in, d_out), **kw)
 
 
 @register
-def resnet10_w16(**kw):
+def resnet10_w16(*, seeds, d_in, d_out, **kw):
     """Smallest ResNet: one block per stage (4 blocks), widths 16-128: 0.31M parameters (tests, smoke runs)."""
-    return ResNetStack((1, 1, 1, 1), widths=(16, 32, 64, 128), **kw)
+    return ResNetStack((1, 1, 1, 1), widths=(16, 32, 64, 128), **image_keys(d_in, d_out), **kw)
 
 
 # --- ViT ----------------------------------------------------------------------------------------------------------
@@ -226,18 +229,18 @@ class ViTStack(VisionStack):
 
 
 @register
-def vit12(**kw):
+def vit12(*, seeds, d_in, d_out, **kw):
     """ViT-12 (ViT-Tiny widths): 12 blocks, dim 192, 3 heads, MLP 768, patch 4: 5.36M parameters at 10 classes."""
-    return ViTStack(192, 12, 3, **kw)
+    return ViTStack(192, 12, 3, **image_keys(d_in, d_out), **kw)
 
 
 @register
-def vit24(**kw):
+def vit24(*, seeds, d_in, d_out, **kw):
     """ViT-24: 24 such blocks: 10.70M parameters at 10 classes."""
-    return ViTStack(192, 24, 3, **kw)
+    return ViTStack(192, 24, 3, **image_keys(d_in, d_out), **kw)
 
 
 @register
-def vit6_d64(**kw):
+def vit6_d64(*, seeds, d_in, d_out, **kw):
     """Quick-slice ViT: 6 blocks, dim 64, 2 heads, MLP 256: 0.31M parameters."""
-    return ViTStack(64, 6, 2, **kw)
+    return ViTStack(64, 6, 2, **image_keys(d_in, d_out), **kw)

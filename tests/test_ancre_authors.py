@@ -14,7 +14,7 @@ for both normalisations and two temperatures, on the residual MLP and on a Llama
 import pytest
 import torch
 
-from lpa_core.models import create_model
+from lpa_core.registry import create_model
 
 T = (0.1, 0.01)
 
@@ -69,7 +69,7 @@ def compare(ours_model, ref_out_fn, x, theirs_params, to_ours):
 
 
 def mlp(topology, normalisation="ingoing", tau=0.1, depth=5):
-    return create_model("resmlp", [0], width=6, depth=depth, topology=topology, normalisation=normalisation, tau=tau,
+    return create_model("resmlp", seeds=[0], d_in=2, d_out=1, width=6, depth=depth, topology=topology, normalisation=normalisation, tau=tau,
                         wiring="add").double()  # the wiring under test
 
 
@@ -131,10 +131,8 @@ def test_gains_and_constant_equal_the_authors_forms():
 def test_decoder_stack_equals_the_authors_llama_placement(normalisation, tau):
     """The block-level mix after each Llama decoder layer (lpa_core.lm, BlockStack.step under add)."""
     pytest.importorskip("transformers")
-    from lpa_core.lm import create_lm
-
     torch.manual_seed(0)
-    m = create_lm("lm_tiny", 97, topology="ancre", tau=tau, normalisation=normalisation).double().eval()
+    m = create_model("lm_tiny", d_in=97, d_out=97, topology="ancre", tau=tau, normalisation=normalisation).double().eval()
     assert m.topology.wiring == "add"  # the LM default follows the authors
     L = m.depth
     randomise(m.blocks, tau, torch.Generator().manual_seed(4))
@@ -152,18 +150,17 @@ def test_decoder_stack_equals_the_authors_llama_placement(normalisation, tau):
 
 def test_shortcut_decay_puts_the_logits_in_the_decayed_group():
     from lpa_core.vision import make_optimizer
-    from lpa_core.vision_models import create_vision_model
 
-    m = create_vision_model("vit6_d64", topology="ancre")
+    m = create_model("vit6_d64", d_in=(3, 32, 32), d_out=10, topology="ancre")
     logits = {id(b.shortcut) for b in m.blocks}
     for decay, want in ((False, 0.0), (True, 0.05)):
         opt = make_optimizer(m, "vit6_d64", 1e-3, 0.05, shortcut_decay=decay)
         got = {g["weight_decay"] for g in opt.param_groups for p in g["params"] if id(p) in logits}
         assert got == {want}
     pytest.importorskip("transformers")
-    from lpa_core.lm import create_lm, make_optimizer as lm_optimizer
+    from lpa_core.lm import make_optimizer as lm_optimizer
 
-    lmm = create_lm("lm_tiny", 97, topology="ancre")
+    lmm = create_model("lm_tiny", d_in=97, d_out=97, topology="ancre")
     logits = {id(b.shortcut) for b in lmm.blocks}
     for decay, want in ((False, 0.0), (True, 0.1)):
         opt = lm_optimizer(lmm, 1e-3, 0.1, shortcut_decay=decay)

@@ -16,7 +16,8 @@ import torch
 
 from lpa_core import train as train_mod
 from lpa_core.config import TrainConfig
-from lpa_core.models import ResMLP, create_model
+from lpa_core.models import ResMLP
+from lpa_core.registry import create_model
 from lpa_core.optim import RunAdam, cosine_lr
 from lpa_core.paradigms import PARADIGMS, simultaneous
 from lpa_core.paradigms.lpa import unit_depths
@@ -278,7 +279,7 @@ def test_adaptive_lpa_run_alpha_is_never_reset():
 
 @pytest.mark.parametrize("topology,normalisation", [("cascade", "ingoing"), *TOPOLOGIES])
 def test_full_depth_prediction_and_features(topology, normalisation):
-    model = create_model("resmlp", [0, 1], width=6, depth=L, topology=topology, normalisation=normalisation)
+    model = create_model("resmlp", seeds=[0, 1], d_in=2, d_out=1, width=6, depth=L, topology=topology, normalisation=normalisation)
     if hasattr(model.blocks[-1], "shortcut"):
         with torch.no_grad():  # coefficients away from their init, so every topology mixes for real
             for b in model.blocks:
@@ -296,13 +297,13 @@ def test_full_depth_prediction_and_features(topology, normalisation):
     assert names(model.params(depth=2)) == names([*model.stem.parameters(), *model.blocks[0].parameters(),
                                                   *model.blocks[1].parameters(), *model.head.parameters()])
     assert names(model.params()) == names(model.parameters())
-    with pytest.raises(ValueError, match="arch: unknown 'nope' \\(valid: resmlp\\)"):
-        create_model("nope", [0])
+    with pytest.raises(ValueError, match="arch: unknown 'nope' \\(valid: resmlp, resnet18, "):
+        create_model("nope", d_in=2, d_out=1)
 
 
 def test_runs_have_own_init_and_same_seed_same_init():
-    a = create_model("resmlp", [0, 1, 0], width=6, depth=2)
-    b = create_model("resmlp", [1], width=6, depth=2)
+    a = create_model("resmlp", seeds=[0, 1, 0], d_in=2, d_out=1, width=6, depth=2)
+    b = create_model("resmlp", seeds=[1], d_in=2, d_out=1, width=6, depth=2)
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(pa[0], pa[2]) and torch.equal(pa[1], pb[0]) and not torch.equal(pa[0], pa[1])
 

@@ -31,10 +31,11 @@ def test_train_commands_are_read_back_into_configs():
 
 
 def test_vision_flops_per_depth_match_torchs_counter_on_a_real_forward():
-    from lpa_core.vision_models import create_vision_model, truncate
+    from lpa_core.registry import create_model
+    from lpa_core.vision_models import truncate
 
     F = cost.vision_depth_flops("resnet10_w16", 10, 1, 32)
-    model = create_vision_model("resnet10_w16", num_classes=10, in_chans=1, img_size=32).eval()
+    model = create_model("resnet10_w16", d_in=(1, 32, 32), d_out=10).eval()
     for k in (1, model.depth):
         with torch.no_grad(), FlopCounterMode(display=False) as fc:
             truncate(model, k)(torch.zeros(1, 1, 32, 32))
@@ -46,11 +47,11 @@ def test_lm_flops_per_depth_match_torchs_counter_plus_attention():
     """torch's counter sees the matmuls (it does not count the CPU SDPA kernel): PaLM's count is those plus the
     attention term 4 k d T per token, within 1% (norm weights are the difference)."""
     pytest.importorskip("transformers")
-    from lpa_core.lm import create_lm
+    from lpa_core.registry import create_model
 
     T = 32
     F = cost.lm_depth_flops("lm_tiny", 300, T)
-    model = create_lm("lm_tiny", 300).eval()
+    model = create_model("lm_tiny", d_in=300, d_out=300).eval()
     d = model.config.hidden_size
     for k in (1, model.depth):
         with torch.no_grad(), FlopCounterMode(display=False) as fc:

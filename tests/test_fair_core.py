@@ -64,6 +64,15 @@ def test_trials_in_one_job_match_each_lr_trained_alone_bit_for_bit(tmp_path, par
     assert g.groupby("base_lr").value.sum().nunique() == len(lrs)  # the rates did differ
 
 
+def test_progress_lines_show_per_run_rates(tmp_path, monkeypatch):
+    from lpa_core import task
+
+    monkeypatch.setattr(task, "PROGRESS_S", 0.0)
+    logs = []
+    train(cfg(lrs=(0.01, 0.002), epochs=1), tmp_path / "g", tmp_path / "ckg", log=logs.append)
+    assert any("lr 0.002..0.01" in m for m in logs)
+
+
 def test_dataset_lrs_give_each_dataset_its_rate(tmp_path):
     train(cfg(dataset_lrs=(0.002, 0.03)), tmp_path / "g", tmp_path / "ckg", log=QUIET)
     train(cfg(datasets=("high_freq",), lr=0.03), tmp_path / "a", tmp_path / "cka", log=QUIET)

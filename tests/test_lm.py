@@ -18,7 +18,8 @@ pytest.importorskip("datasets")
 
 from lpa_core import lm, text  # noqa: E402
 from lpa_core.config import TrainConfig  # noqa: E402
-from lpa_core.lm import LM_ARCHS, LMStack, LMTask, create_lm, lm_config, quarter_depths  # noqa: E402
+from lpa_core.lm import LM_ARCHS, LMStack, LMTask, lm_config, quarter_depths  # noqa: E402
+from lpa_core.registry import create_model  # noqa: E402
 from lpa_core.paradigms import PARADIGMS, lpa  # noqa: E402
 from lpa_core import train as train_mod  # noqa: E402
 from lpa_core.train import train  # noqa: E402
@@ -58,7 +59,7 @@ def test_depth_k_logits_equal_truncated_library_forward(arch):
 
 
 def test_tied_embedding_listed_once_and_ancre_runs():
-    m = create_lm("qwen2_tiny", 97, topology="ancre", tau=0.01)
+    m = create_model("qwen2_tiny", d_in=97, d_out=97, topology="ancre", tau=0.01)
     ps = m.params()
     assert len(ps) == len({id(p) for p in ps}) == len(list(m.parameters()))
     assert m.stem.embed_tokens.weight is m.head.lm_head.weight
@@ -69,7 +70,7 @@ def test_tied_embedding_listed_once_and_ancre_runs():
 def test_named_sizes_match_ancre_table7_depths():
     assert [lm_config(a, 32000).num_hidden_layers for a in ("llama_60m", "llama_130m", "llama_350m")] == [8, 12, 24]
     assert quarter_depths(48) == [12, 24, 36, 48] and quarter_depths(4) == [1, 2, 3, 4]
-    n = sum(p.numel() for p in create_lm("llama_60m", 32000).parameters())
+    n = sum(p.numel() for p in create_model("llama_60m", d_in=32000, d_out=32000).parameters())
     assert 55e6 < n < 60e6  # GaLore's "60M" (LLaMA-60M: 58.1M with T5's 32k vocabulary, untied)
 
 
@@ -176,7 +177,7 @@ def test_pretrained_directory_trains_and_keeps_its_weights(data_dir, tmp_path):
         assert torch.allclose(ctx.model(x), saved(x).logits, atol=1e-6, rtol=0)
     assert train(cfg, tmp_path / "run", ckpt_dir=tmp_path / "ck", log=QUIET) == ["ok"]
     with pytest.raises(ValueError, match="^arch:"):
-        create_lm(str(tmp_path / "missing"))
+        create_model(str(tmp_path / "missing"), d_in=None, d_out=None)
 
 
 def test_resume_gives_the_uninterrupted_result(data_dir, tmp_path, monkeypatch):

@@ -17,7 +17,7 @@ from lpa_core.paradigms import PARADIGMS, simultaneous
 from lpa_core.paradigms.layerskip import dropout_rates, exit_depths, exit_weights
 from lpa_core.train import Context, train
 from lpa_core.vision import VisionTask
-from lpa_core.vision_models import create_vision_model
+from lpa_core.registry import create_model
 
 torch.set_num_threads(1)
 QUIET = lambda msg: None  # noqa: E731
@@ -151,7 +151,7 @@ def test_per_example_gating_on_vision_stacks_matches_a_hand_computation(arch):
     blocks b keeps, a dropped block leaving its parameter-free projection of the input (identity in a ViT,
     pool + zero-pad at a ResNet stage change)."""
     torch.manual_seed(0)
-    model = create_vision_model(arch, num_classes=3, img_size=32).eval()
+    model = create_model(arch, d_in=(3, 32, 32), d_out=3).eval()
     x = torch.randn(4, 3, 32, 32)
     keep = [torch.tensor(k) for k in ([1, 0, 1, 1], [1, 1, 0, 0], [0, 1, 1, 0], [1, 0, 0, 1], [1, 1, 1, 1], [0, 0, 1, 1])[:model.depth]]
     with torch.no_grad(), model.dropping([k.bool() for k in keep]):

@@ -33,8 +33,8 @@ def lpa_then_e2e(ctx, epoch):
 
 
 @register_model(task="surfaces")
-def my_mlp(seeds, **kw):
-    return ResMLP(seeds, **kw)
+def my_mlp(*, seeds, d_in, d_out, width, **kw):  # every model's signature (lpa_core.registry.create_model)
+    return ResMLP(seeds, d_in, d_out, width=width + 1, **kw)
 '''
 
 
@@ -60,8 +60,8 @@ def test_every_builtin_name_resolves_to_its_implementation():
             assert reg[name] is not None, (kind, name)
     assert registry.PARADIGMS["lpa"].__name__ == "lpa" and registry.task_of("vit12") == "vision"
     assert registry.MODELS.names(task="surfaces") == ["resmlp"] and registry.task_of("lm_tiny") == "lm"
-    assert registry.MODELS["lm_tiny"] is registry.MODELS["lm_tiny"]  # a resolved tuple is not taken for a lazy one
-    for name in registry.MODELS.names(task="vision"):
+    assert registry.MODELS["lm_tiny"] is registry.MODELS["lm_tiny"]  # a resolved builder is not taken for a lazy one
+    for name in registry.MODELS:
         assert callable(registry.MODELS[name])
     with pytest.raises(ValueError, match=r"paradigm: unknown 'magic' \(valid: simultaneous, sequential"):
         registry.PARADIGMS["magic"]
@@ -149,12 +149,98 @@ def test_a_plugin_surface_and_paradigm_flow_through_the_workflow(tmp_path):
     assert r.returncode != 0 and "table1.datasets: unknown 'bowl'" in r.stderr + r.stdout
 
 
-@pytest.mark.parametrize("example", ["plugin.yaml", "tabular.yaml"])
-def test_the_example_configs_schedule_their_jobs(tmp_path, example):
+@pytest.mark.parametrize("example,rule,n", [("plugin.yaml", "train_surfaces", 3), ("tabular.yaml", "train_surfaces", 4),
+                                            ("imagefolder.yaml", "train_vision", 18)])
+def test_the_example_configs_schedule_their_jobs(tmp_path, example, rule, n):
+    """One surface job per paradigm; the quick vision grid (2 models x 8 paradigms, one unit size, one lr)."""
+    from tests.test_tabular import image_folder
     from tests.test_workflow import snakemake, workdir
 
     wd = workdir(tmp_path)
+    image_folder(wd / "data/my_images", split=False)
     r = snakemake(wd, "-n", "--configfile", f"config/examples/{example}", "--config", "scale=quick")
     assert r.returncode == 0, r.stderr[-3000:]
-    n = 3 if example == "plugin.yaml" else 4  # one training job per paradigm
-    assert re.search(rf"^train_surfaces\s+{n}$", r.stdout, re.M), r.stdout
+    assert re.search(rf"^{rule}\s+{n}$", r.stdout, re.M), r.stdout[-3000:]
+
+
+def imagefolder_workdir(tmp_path, name):
+    """The workflow in tmp_path at the quick scale, its vision track on image folder `name` only: one arch, two
+    paradigms at 1 epoch, no extra unit sizes or learning rates (2 training jobs)."""
+    from tests.test_workflow import workdir
+
+    def edit(cfg):
+        cfg["vision"].update(paradigms=["simultaneous", "lpa"], table3={"arch": "resnet18", "paradigms": ["simultaneous", "lpa"]})
+        q = cfg["scales"]["quick"]
+        q["tracks"] = ["vision"]
+        q["vision"].update(datasets=[name], ablation={"arch": "resnet18", "datasets": [name]}, archs={"resnet18": "resnet10_w16"},
+                           group_sizes=[], lr_sweep=[1])
+        q["vision"]["recipes"]["resnet"].update(batch_size=4, epochs=1)
+        q["vision"]["train"].update(train_subset=0, test_subset=0, n_embed=12)
+    return workdir(tmp_path, edit)
+
+
+@pytest.mark.parametrize("split", [True, False])
+def test_an_image_folder_in_the_vision_track_schedules_its_runs_under_its_label(tmp_path, split):
+    from tests.test_tabular import image_folder
+    from tests.test_workflow import snakemake
+
+    wd = imagefolder_workdir(tmp_path, "imagefolder:my pics/shapes:size=16")
+    image_folder(wd / "my pics/shapes", split=split)
+    r = snakemake(wd, "-n", "-p", "--config", "scale=quick")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert re.search(r"^train_vision\s+2$", r.stdout, re.M), r.stdout[-3000:]
+    assert "--datasets 'imagefolder:my pics/shapes:size=16'" in r.stdout  # the job gets the name, quoted
+    assert "runs/quick/table2/imagefolder_shapes/resnet10_w16/lpa/seed0" in r.stdout  # paths the label
+    assert "figures/quick/fig4_layerwise_imagefolder_shapes.png" in r.stdout
+
+
+@pytest.mark.parametrize("bad,msg", [("nothere", "no such folder 'nothere'"), ("flat/dark", "'flat/dark' needs at least 2 class subfolders"),
+                                     ("", "unknown source 'cifar:'")])
+def test_a_bad_image_folder_is_one_line_before_any_job(tmp_path, bad, msg):
+    from tests.test_tabular import image_folder
+    from tests.test_workflow import snakemake
+
+    wd = imagefolder_workdir(tmp_path, f"imagefolder:{bad}" if bad else "cifar:x")
+    image_folder(wd / "flat", split=False)
+    r = snakemake(wd, "-n", "--config", "scale=quick")
+    assert r.returncode != 0 and re.search(rf"config\.scales\.quick\.vision\.(ablation\.)?datasets: {re.escape(msg)}",
+                                           r.stderr + r.stdout), r.stdout[-2000:]
+    assert "train_vision" not in r.stdout
+
+
+@pytest.mark.slow
+def test_an_image_folder_flows_into_the_vision_tables_figures_and_report(tmp_path):
+    from tests.test_tabular import image_folder
+    from tests.test_workflow import snakemake
+
+    wd = imagefolder_workdir(tmp_path, "imagefolder:shapes")
+    image_folder(wd / "shapes")
+    r = snakemake(wd, "--cores", "2", "--config", "scale=quick")
+    assert r.returncode == 0, r.stderr[-3000:]
+    t = pd.read_csv(wd / "results/tables/quick/table2.csv")
+    assert set(t.dataset) == {"imagefolder:shapes"} and set(t.paradigm) == {"simultaneous", "lpa"} and t["mean"].notna().all()
+    for f in ("fig4_layerwise_imagefolder_shapes", "fig5_tsne_imagefolder_shapes_resnet10_w16", "fig6_curves_imagefolder_shapes"):
+        assert (wd / f"figures/quick/{f}.png").stat().st_size > 3_000, f
+    assert "imagefolder:shapes" in (wd / "results/report_quick.html").read_text()
+
+
+def test_a_plugin_vision_model_has_the_one_signature_too(tmp_path):
+    """A vision model of a plugin: the same builder signature as a surface model's (d_in = the images' shape)."""
+    from tests.test_tabular import image_folder
+
+    (tmp_path / "vplug.py").write_text('''
+from lpa_core.registry import register_model
+from lpa_core.vision_models import ResNetStack, image_keys
+
+
+@register_model(task="vision")
+def resnet_two(*, seeds, d_in, d_out, **keys):
+    assert d_in == (3, 16, 16) and d_out == 2, (d_in, d_out)
+    return ResNetStack((1, 1), widths=(8, 16), **image_keys(d_in, d_out), **keys)
+''')
+    image_folder(tmp_path / "imgs")
+    r = lpa("--plugins", str(tmp_path / "vplug.py"), "train", "--out", str(tmp_path / "run"), "--arch", "resnet_two",
+            "--datasets", f"imagefolder:{tmp_path / 'imgs'}:size=16", "--epochs", "1", "--batch_size", "4", "--n_embed", "0")
+    assert r.returncode == 0, r.stderr[-2000:]
+    lw = pd.read_csv(tmp_path / "run/layerwise.csv")
+    assert set(lw.depth) == {1, 2} and lw.value.notna().all()

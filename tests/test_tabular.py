@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lpa_core import tabular
+from lpa_core import registry, tabular
 from lpa_core.config import TrainConfig
 from lpa_core.paradigms import simultaneous
 from lpa_core.surfaces import SurfaceTask
@@ -38,7 +38,7 @@ def test_string_labels_and_options_make_a_classification(house):
     assert tabular.load("sklearn:iris", 0)["kind"] == "classification"
     assert tabular.load("sklearn:diabetes", 0)["kind"] == "regression"
     assert tabular.load("sklearn:linnerud", 0)["d_out"] == 3  # its three targets
-    assert tabular.label(f"csv:{house}/house.csv:target=price") == "csv_house"
+    assert registry.label(f"csv:{house}/house.csv:target=price") == "csv_house"
 
 
 @pytest.mark.parametrize("name,msg", [

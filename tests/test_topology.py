@@ -10,13 +10,12 @@ import pytest
 import torch
 
 from lpa_core.config import TrainConfig
-from lpa_core.models import create_model
 from lpa_core.paradigms import PARADIGMS, simultaneous
 from lpa_core.report import add_commands, heatmap
 from lpa_core.runs import RunError, finish_run
 from lpa_core.topology import TOPOLOGIES, coefficients, make_topology
 from lpa_core.train import Context, train
-from lpa_core.vision_models import create_vision_model
+from lpa_core.registry import create_model
 
 L = 5
 NB = 4  # batches per epoch: n_train 200 / batch_size 50
@@ -34,8 +33,8 @@ def make_cfg(**kw):
 
 
 def model(topology="ancre", normalisation="ingoing", seeds=(0, 1), depth=L, wiring="replace"):
-    return create_model("resmlp", list(seeds), width=6, depth=depth, topology=topology, normalisation=normalisation,
-                        wiring=wiring)
+    return create_model("resmlp", seeds=list(seeds), d_in=2, d_out=1, width=6, depth=depth, topology=topology,
+                        normalisation=normalisation, wiring=wiring)
 
 
 def set_logits(m, src, tau=0.1):
@@ -369,8 +368,8 @@ VISION = ["resnet10_w16", "vit6_d64"]  # the smallest of each family: 4 and 6 bl
 
 def vmodel(arch, topology="ancre", normalisation="ingoing", img_size=32, wiring="replace"):
     torch.manual_seed(0)  # same library weights whatever the topology (coefficients attach after, init without RNG)
-    return create_vision_model(arch, topology=topology, normalisation=normalisation, img_size=img_size,
-                               wiring=wiring).eval()
+    return create_model(arch, d_in=(3, img_size, img_size), d_out=10, topology=topology, normalisation=normalisation,
+                        wiring=wiring).eval()
 
 
 def randomise(m):

@@ -26,6 +26,8 @@ def lpa_warmstart(ctx, epoch):
 
 
 @register_model(task="surfaces")
-def resmlp_wide(seeds, width=10, **kw):
-    """A surface model takes the run seeds and the TrainConfig model keys (d_in, d_out come from the data)."""
-    return ResMLP(seeds, width=2 * width, **kw)
+def resmlp_wide(*, seeds, d_in, d_out, width, **kw):
+    """Every model has one signature, whatever its task (lpa_core.registry.create_model): the runs' seeds, one
+    example's input and output sizes from the data, and the task's TrainConfig model keys (surfaces: width, depth,
+    activation, topology, tau, normalisation, wiring). A surface model stacks one run per seed ([R, d, B])."""
+    return ResMLP(seeds, d_in, d_out, width=2 * width, **kw)

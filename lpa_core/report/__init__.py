@@ -6,6 +6,7 @@ lpa_core.report.load (which checks each against its manifest); never loads a mod
     figures  figures per track, one colour per paradigm
     claims   the papers' claims, each decided by code from the tables
     html     the self-contained HTML report
+    fair     issue #12: protocols, bootstrap verdicts, time to target, claims map, protocol search
 """
 from pathlib import Path
 
@@ -36,9 +37,10 @@ def add_commands(sub):
     s.add_argument("--runs", nargs="+", required=True)
     s.add_argument("--out", required=True)
     s.set_defaults(func=samples_cmd)
-    from lpa_core.report import html
+    from lpa_core.report import fair, html
 
     html.add_command(sub)
+    fair.add_command(sub)
 
 
 def _tables():

@@ -20,7 +20,7 @@ from lpa_core import io
 from lpa_core.registry import PARADIGMS
 from lpa_core.report.load import read
 from lpa_core.report.tables import HIGHER, inference, lm_frame, rank
-from lpa_core.tabular import label
+from lpa_core.registry import label
 
 DPI = 80
 TOPOLOGY_STYLE = {"cascade": "-", "ancre_add": "--", "ancre": ":"}  # ancre_add: the authors' wiring
@@ -210,7 +210,7 @@ def fig_history(hist, path):
 
 def surfaces(runs, out):
     """fig2 and a fig3 per surface from grid.npz; a dataset without a grid (tabular) gets its fig3 as curves only,
-    named by lpa_core.tabular.label (no path in a file name)."""
+    named by lpa_core.registry.label (no path in a file name)."""
     lw = read(runs, "layerwise.csv")
     raw = load_grids(runs)
     grids = {p: g for p, g in raw.items() if len(g["datasets"])}  # a tabular run's grid holds no surface
@@ -399,15 +399,15 @@ def fig_inference(runs, path):
 def vision(runs, out, lr_runs=()):
     lw, hist = read(runs, "layerwise.csv"), read(runs, "history.csv")
     for ds in dict.fromkeys(lw.dataset):
-        fig4(lw, ds, out / f"fig4_layerwise_{ds}.png")
-        fig6(hist, ds, out / f"fig6_curves_{ds}.png")
+        fig4(lw, ds, out / f"fig4_layerwise_{label(ds)}.png")  # imagefolder:PATH: its label
+        fig6(hist, ds, out / f"fig6_curves_{label(ds)}.png")
     emb = {}
     for r in sorted(runs, key=lambda r: int(r.cfg["seeds"][0])):  # the first ok seed of each paradigm
         z = np.load(r.dir / "embeddings.npz")
         if str(z["status"]) == "ok":
             emb.setdefault((str(z["dataset"]), str(z["arch"])), {}).setdefault(str(z["paradigm"]), dict(z))
     for (ds, arch), e in emb.items():
-        fig5(e, ds, arch, out / f"fig5_tsne_{ds}_{arch}.png")
+        fig5(e, ds, arch, out / f"fig5_tsne_{label(ds)}_{arch}.png")
     if lr_runs:
         fig10(lr_runs, out / "fig10_lr.png")
     fig_inference(runs, out / "fig_inference.png")

@@ -311,7 +311,7 @@ th{background:#f3f3f3;text-align:left}table.num td{text-align:right}table.num td
 table.ev{font-size:12px}table.claims>tbody>tr>td{padding:6px 8px}.s{color:#666;font-size:11px}.p{color:#555;font-size:12px}
 .d{color:#8a5a00;font-size:12px}.ok{color:#137333;font-weight:bold}.bad{color:#b3261e}.warn{background:#fff4ce;border:1px solid #e6c200;padding:.5em .8em}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:bold;white-space:nowrap}
-.b-reproduced{background:#d8f3dc;color:#0b5d1e}.b-not-reproduced{background:#fde2e1;color:#8c1d18}.b-not-yet-run{background:#e8e8e8;color:#444}
+.b-reproduced{background:#d8f3dc;color:#0b5d1e}.b-not-reproduced{background:#fde2e1;color:#8c1d18}.b-not-yet-run{background:#e8e8e8;color:#444}.b-inconclusive{background:#fff3cd;color:#6b4e00}
 .prov{font-size:12px;color:#333;background:#f8f8f8;border-left:3px solid #bbb;padding:.3em .7em;margin:.3em 0}
 figure{margin:1em 0;border:1px solid #e3e3e3;padding:.5em}figure img{max-width:100%;height:auto;display:block}
 figcaption{font-size:13px;margin-top:.3em}nav a{margin-right:1em}details{margin:.2em 0 .6em}summary{cursor:pointer;color:#333}
@@ -360,6 +360,10 @@ def build(ctx, title="lpa-bench reproduction report", command=""):
                      f"{esc(c.text)}<br><span class=s>Rule: {esc(c.rule)}</span>",
                      ev + (f"<div class=s>From {src}.</div>" if src else "")))
     parts.append(table_html(["verdict", "paper", "claim", "evidence"], rows, cls="claims"))
+    if ctx.has("verdicts.csv"):  # the fair verdicts (lpa_core.report.fair): one per protocol
+        from lpa_core.report.fair import verdicts_html
+
+        parts.append(verdicts_html(ctx.table("verdicts.csv"), esc, badge, table_html))
 
     # tables
     parts.append("<h2 id=tables>Tables</h2><p class=s>Ours (mean ± std over seeds), the paper's value and the "

@@ -19,7 +19,7 @@ rule train_topology_vision:
         run=f"{RUNS}/ancre/{{dataset}}/{{arch}}/{{paradigm}}/{{variant}}/seed{{seed}}/run.json",
         fresh=touch(f"{RUNS}/ancre/{{dataset}}/{{arch}}/{{paradigm}}/{{variant}}/seed{{seed}}/{FRESH}"),
     wildcard_constraints:
-        dataset="[a-z0-9_]+",
+        dataset="[A-Za-z0-9_]+",
         seed="[0-9]+",
     params:
         args=ancre_vision_args,

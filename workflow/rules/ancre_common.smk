@@ -18,7 +18,8 @@ def ancre_vision_dir(dataset, arch, paradigm, variant, seed):
     return f"{RUNS}/ancre/{dataset}/{arch}/{paradigm}/{variant}/seed{seed}"
 
 
-ANCRE_VISION_RUNS = [(ancre_vision_dir(d, a, p, v, s), v) for d in AV.get("datasets", []) for a in AV.get("archs", [])
+ANCRE_VISION_RUNS = [(ancre_vision_dir(d, a, p, v, s), v) for d in vision_labels("ancre.vision.datasets", AV.get("datasets", []))
+                     for a in AV.get("archs", [])
                      for p, vs in AV.get("runs", {}).items() for v in vs for s in AV.get("seeds", [])]
 ANCRE_LEARNED = [f"{RUNS}/ancre/{ANCRE['arch']}/{p}/{v}" for p, vs in ANCRE["runs"].items() for v in vs if v.startswith("ancre")]
 ANCRE_LEARNED += [d for d, v in ANCRE_VISION_RUNS if v.startswith("ancre")]  # the heatmap's panels

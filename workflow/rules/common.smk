@@ -11,7 +11,7 @@ from snakemake.utils import validate
 
 import yaml
 
-from lpa_core import registry as _registry, runs as _runs, tabular as _tabular, tune as _tune
+from lpa_core import registry as _registry, runs as _runs, tune as _tune
 from lpa_core.config import TrainConfig
 
 

@@ -44,7 +44,8 @@ if FAIR:
             paper=config["paper_results"],
         output:
             tables=[f"{TABLES}/fair/{n}" for n in ("table1_fair.csv", "table1_fair.md", "verdicts.csv", "time_to_target.csv",
-                                                     "time_to_target.md", "claims_map.csv", "protocol_search.csv")],
+                                                     "time_to_target.md", "depth_error.csv", "depth_error.md", "claims_map.csv",
+                                                     "protocol_search.csv")],
             figures=[f"{FIGS}/{n}" for n in ("claims_map.png", "protocol_search.png")],
         params:
             root=lambda w, input: input.runs[0].split("/table1/")[0],  # results/runs/<scale>: fair-report finds the folders

@@ -39,7 +39,7 @@ rule figures:
         runs=[f"{d}/run.json" for d in SURF_DIRS],
     output:
         fig2=f"{FIGS}/fig2_surfaces.png",
-        fig3=expand(f"{FIGS}/fig3_layerwise_{{surface}}.png", surface=[_tabular.label(d) for d in SURF["datasets"]]),
+        fig3=expand(f"{FIGS}/fig3_layerwise_{{surface}}.png", surface=[_registry.label(d) for d in SURF["datasets"]]),
         history=f"{FIGS}/fig_history_surfaces.png",
     params:
         dirs=lambda w, input: [os.path.dirname(f) for f in input.runs],

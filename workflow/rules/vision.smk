@@ -3,7 +3,13 @@
 #
 #   {RUNS}/{vexp}/{dataset}/{arch}/{setting}/seed{seed}/     one run (layerwise, history, summary, embeddings,
 #                                                            inference CSV/npz, run.json)
-#     vexp     table2 (Tables 2-3, Figs 4-6/9), sec54 (Sec 5.4 unit sizes), fig10 (learning rates), table4 (ImageNet)
+#     vexp     table2 (Tables 2-3, Figs 4-6/9), sec54 (Sec 5.4 unit sizes), fig10 (learning rates), table4 (ImageNet),
+#              eqflops (issue 12's equal compute: setting simultaneous only, Table 2's keys but the epochs at which
+#              Simultaneous trains LPA's analytic FLOPs, lpa_core.cost.equal_flops_epochs: round(E (3 (F_1 + ...
+#              + F_L + F_L) - (L+1) stem) / (3 F_L - stem)), F_k = forward FLOPs at depth k; target rule
+#              vision_equal_compute)
+#     dataset  a registered image dataset, or the label of an image folder (imagefolder:PATH -> imagefolder_<folder>;
+#              the job gets the name: vision_common.smk V_NAMES)
 #     setting  a paradigm (lpa_core.paradigms), or a variant of one:
 #                lpa_grouped_k{k}   LPA over units of k blocks (Sec 5.4)
 #                {paradigm}_lrx{f}  the paradigm at f x the recipe's learning rate (Fig 10)
@@ -20,10 +26,10 @@
 
 
 wildcard_constraints:
-    vexp="table2|sec54|fig10|table4",
+    vexp="table2|sec54|fig10|table4|eqflops",
     setting=SETTING_RE,
     seed="[0-9]+",
-    dataset="[a-z0-9_]+",
+    dataset="[A-Za-z0-9_]+",  # a label (lpa_core.registry.label)
 
 
 rule train_vision:
@@ -54,11 +60,14 @@ rule train_vision:
         " && python -m lpa_core train {params.args} --scale {params.scale} --threads {threads} --out {params.out} --ckpt-dir {params.ckpt} --parent-pid $PPID) > {log} 2>&1"
 
 
+V_FETCH = [d for d in VIS["datasets"] if d in _registry.IMAGE_DATASETS]  # an image folder is there already
+
+
 rule fetch_data:  # not part of `all`: `snakemake fetch_data --cores 1` downloads the configured datasets now
     output:
-        touch(expand(f"{V_DATA}/.fetched_{{dataset}}", dataset=VIS["datasets"])),
+        touch(expand(f"{V_DATA}/.fetched_{{dataset}}", dataset=V_FETCH)),
     params:
-        datasets=",".join(VIS["datasets"]),
+        datasets=",".join(V_FETCH),
         data_dir=lambda w, output: os.path.dirname(output[0]),
     log:
         "logs/fetch_data.log",
@@ -75,9 +84,9 @@ rule vision_figures:
         run=[f"{d}/run.json" for d in T2_DIRS],
         fig10=[f"{d}/run.json" for d in FIG10_DIRS],
     output:
-        fig4=expand(f"{FIGS}/fig4_layerwise_{{dataset}}.png", dataset=VIS["datasets"]),
-        fig5=expand(f"{FIGS}/fig5_tsne_{{dataset}}_{{arch}}.png", dataset=VIS["datasets"], arch=V_ARCHS),
-        fig6=expand(f"{FIGS}/fig6_curves_{{dataset}}.png", dataset=VIS["datasets"]),
+        fig4=expand(f"{FIGS}/fig4_layerwise_{{dataset}}.png", dataset=V_DATASETS),
+        fig5=expand(f"{FIGS}/fig5_tsne_{{dataset}}_{{arch}}.png", dataset=V_DATASETS, arch=V_ARCHS),
+        fig6=expand(f"{FIGS}/fig6_curves_{{dataset}}.png", dataset=V_DATASETS),
         fig10=f"{FIGS}/fig10_lr.png",
         inference=f"{FIGS}/fig_inference.png",
     params:
@@ -94,3 +103,12 @@ rule vision_figures:
 
 VISION_TABLES = ["table2", "table3", "sec54", "inference", "fig6", *(["table4"] if IMAGENET else [])]
 VISION_OUT = [*rules.vision_figures.output]
+
+
+EQ_DIRS = [f"{RUNS}/eqflops/{d}/{a}/simultaneous/seed{s}" for d in VIS["datasets"] for a in V_ARCHS for s in VIS["seeds"]]
+
+
+rule vision_equal_compute:  # `snakemake vision_equal_compute`: one run per Table 2 (dataset, arch, seed); their
+    # history.csv (steps, flops, wall_s per epoch) beside Table 2's lpa and simultaneous runs' is time to target's input
+    input:
+        [f"{d}/run.json" for d in EQ_DIRS],

@@ -27,6 +27,25 @@ if not int(VIS.get("train", {}).get("n_embed", 512)):
     raise ValueError("vision.train.n_embed: must be > 0 (the t-SNE figure reads embeddings.npz)")
 
 
+# Image datasets: a registered name, or imagefolder:PATH[:size=N] (a folder of class subfolders, lpa_core.images).
+# Run folders and figure names hold a dataset's label (lpa_core.registry.label: imagefolder:photos/pets ->
+# imagefolder_pets), jobs its name (V_NAMES); tables show the name as the config gives it.
+V_NAMES = {}  # label -> name, of every vision dataset list (table4's imagenet: its own name)
+
+
+def vision_labels(key, names):
+    """The labels of a config's dataset list, recorded for the jobs; two names of one label: one line naming them."""
+    for d in names:
+        if V_NAMES.setdefault(_registry.label(d), d) != d:
+            raise ValueError(f"{key}: '{d}' and '{V_NAMES[_registry.label(d)]}' share the label '{_registry.label(d)}' "
+                             "(run folders, figure names): rename one folder")
+    return [_registry.label(d) for d in names]
+
+
+V_DATASETS = vision_labels("vision.datasets", VIS["datasets"])
+ABL_DATASETS = vision_labels("vision.ablation.datasets", VIS["ablation"]["datasets"])
+
+
 def _stand_in(paper_arch, key):
     if paper_arch not in ARCH_FOR:
         raise ValueError(f"vision.{key}.arch: '{paper_arch}' has no model at scale {SCALE} "
@@ -72,13 +91,23 @@ def vision_keys(vexp, arch, setting):
 
 def vision_args(w):
     paradigm, keys = vision_keys(w.vexp, w.arch, w.setting)
-    opts = {"exp": w.vexp, "arch": w.arch, "paradigm": paradigm, "datasets": w.dataset, "seeds": w.seed,
+    opts = {"exp": w.vexp, "arch": w.arch, "paradigm": paradigm, "datasets": shlex.quote(V_NAMES.get(w.dataset, w.dataset)), "seeds": w.seed,
             "data_dir": V_DATA, **keys}
     if w.dataset == "imagenet":
         opts["imagenet_dir"] = VIS["imagenet_dir"]
+    if w.vexp == "eqflops":  # Simultaneous for as many FLOPs as LPA at the recipe (vision.smk)
+        opts["epochs"] = equal_flops_epochs(opts)
     if rule_gpus("train_vision") and "device" not in keys:
         opts["device"] = "cuda"
     return " ".join(f"--{k} {v}" for k, v in opts.items())
+
+
+def equal_flops_epochs(opts):
+    """lpa_core.cost.equal_flops_epochs of the run of these options against LPA (analytic; imports torch, so only
+    an eqflops job's options call it)."""
+    from lpa_core.cost import equal_flops_epochs as epochs
+
+    return epochs(TrainConfig.from_dict(TrainConfig.parse_options(shlex.split(" ".join(f"--{k} {v}" for k, v in opts.items())))))
 
 
 # files that say a dataset is in data_dir (as lpa_core.images reads them; Fashion-MNIST's .gz in Debian's copy
@@ -95,7 +124,7 @@ _DATA_FILES = {
 def data_check(dataset):
     """A shell test that is true when the dataset's files are in data_dir (a job then imports no torch to fetch);
     constant per dataset, so it never changes a job's params."""
-    files = [os.path.join(V_DATA, f) for f in _DATA_FILES[dataset]]
+    files = [os.path.join(V_DATA, f) for f in _DATA_FILES.get(dataset, [])]  # imagefolder: its own folder
     return " && ".join(f"test -f {shlex.quote(f)}" for f in files) or "true"
 
 
@@ -103,7 +132,7 @@ def vrun(vexp, dataset, arch, setting, seed):
     """The folder holding this run: the Table 2 run where the setting is one (same paradigm and keys), else its own."""
     paradigm, extra = parse_setting(setting)
     same = (not extra or extra == {"group_size": V_GROUP} or extra == {"lr_factor": 1.0})
-    if (vexp != "table4" and same and paradigm in VIS["paradigms"] and dataset in VIS["datasets"] and arch in V_ARCHS
+    if (vexp != "table4" and same and paradigm in VIS["paradigms"] and dataset in V_DATASETS and arch in V_ARCHS
             and seed in VIS["seeds"]):
         return f"{RUNS}/table2/{dataset}/{arch}/{paradigm}/seed{seed}"
     return f"{RUNS}/{vexp}/{dataset}/{arch}/{setting}/seed{seed}"
@@ -114,12 +143,12 @@ def vruns(vexp, datasets, archs, settings):
                               for seed in VIS["seeds"]))
 
 
-T2_DIRS = vruns("table2", VIS["datasets"], V_ARCHS, VIS["paradigms"])
-T3_DIRS = vruns("table2", VIS["datasets"], [T3_ARCH], VIS["table3"]["paradigms"])
+T2_DIRS = vruns("table2", V_DATASETS, V_ARCHS, VIS["paradigms"])
+T3_DIRS = vruns("table2", V_DATASETS, [T3_ARCH], VIS["table3"]["paradigms"])
 GROUP_SETTINGS = ["simultaneous", "lpa"] + [f"lpa_grouped_k{k}" for k in VIS["group_sizes"]]
-SEC54_DIRS = vruns("sec54", VIS["ablation"]["datasets"], [ABL_ARCH], GROUP_SETTINGS)
+SEC54_DIRS = vruns("sec54", ABL_DATASETS, [ABL_ARCH], GROUP_SETTINGS)
 LR_SETTINGS = [f"lpa_lrx{f:g}" for f in VIS["lr_sweep"]]
-FIG10_DIRS = vruns("fig10", VIS["ablation"]["datasets"], [ABL_ARCH], LR_SETTINGS)
+FIG10_DIRS = vruns("fig10", ABL_DATASETS, [ABL_ARCH], LR_SETTINGS)
 T4_DIRS = [f"{RUNS}/table4/imagenet/{T4_ARCH}/{p}/seed{s}" for p in T4.get("paradigms", []) for s in VIS["seeds"]]
 VISION_DIRS = list(dict.fromkeys(T2_DIRS + T3_DIRS + SEC54_DIRS + FIG10_DIRS + (T4_DIRS if IMAGENET else [])))
 ARCH_MAP = " ".join(f"{run}={paper}" for run, paper in PAPER_ARCH.items() if run != paper)

@@ -1,0 +1,415 @@
+"""Issue #12's fair verdict (surface track): protocols side by side, paired-seed bootstrap intervals, verdicts,
+time to target, the claims map and the protocol search. Reads run folders only through lpa_core.report.load.
+
+    python -m lpa_core fair-report --runs results/runs/<scale> --paper config/paper_results.csv \
+        --tables results/tables/fair --figures figures
+
+Inputs: the paper protocol = <runs>/table1/resmlp/<paradigm>; the tuned runs <runs>/fair/<workload>/<dir>/<paradigm>/final
+(dir epochs = protocol tuned, steps = equal_steps, flops = equal_flops). Outputs (in --tables): table1_fair, time_to_target
+(csv + md), depth_error (csv + md: test mse at every depth, tuned and at equal compute), claims_map.csv, verdicts.csv,
+protocol_search.csv; (in --figures) claims_map.png, protocol_search.png.
+The rules (bootstrap, verdict, targets, distance) are in docs/fair.md.
+"""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lpa_core.registry import PARADIGMS, SURFACES
+from lpa_core.report.load import LPA, load, paper, read, stamp
+from lpa_core.report.tables import grid, rank, write
+
+PROTOCOLS = {"paper": None, "tuned": "epochs", "equal_steps": "steps", "equal_flops": "flops"}  # name: fair/<w>/<dir>
+VARIANTS = ["table1", "domain_2", "domain_pi", "domain_5", "epochs_10", "epochs_30", "epochs_500", "width_32", "depth_12"]
+SIM, SEQ, LPA_P = "simultaneous", "sequential", "lpa"
+METRICS = ["mse", "mae", "mse_mean_depth"]
+B, SEED, FRACS = 10_000, 0, (0.1, 0.3, 1.0)
+REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
+CLAIMS = {"LPA beats Simultaneous": (LPA_P, [SIM], -1), "Sequential is worst": (SEQ, [SIM, LPA_P], +1),
+          "Sequential worse than Simultaneous": (SEQ, [SIM], +1)}  # claim: (numerator, denominators, claimed side)
+
+
+# ----------------------------------------------------------------------------- statistics
+def boot(num, dens=()):
+    """(point, low, high) of a statistic of paired seeds, 95 % percentile interval over B resamples of the seeds
+    (fixed generator SEED). num, dens: [S, n] (S surfaces x n seeds, the same seed per column). Without dens: the mean
+    over seeds (S = 1); with dens: the geometric mean over surfaces of mean(num) / max over dens of mean(den)."""
+    num, dens = np.atleast_2d(num), [np.atleast_2d(d) for d in dens]
+
+    def stat(idx):
+        m = lambda a: a[:, idx].mean(-1)
+        if not dens:
+            return m(num)[0]
+        return np.exp(np.log(m(num) / np.max([m(d) for d in dens], 0)).mean(0))
+    n = num.shape[1]
+    lo, hi = np.percentile(stat(np.random.default_rng(SEED).integers(0, n, (B, n))), [2.5, 97.5])
+    return float(stat(np.arange(n))), float(lo), float(hi)
+
+
+def verdict(lo, hi, side):
+    """side -1: the claim says the ratio is below 1; +1: above 1. Reproduced: the whole interval on the claimed side."""
+    if not np.isfinite([lo, hi]).all():
+        return INCONCLUSIVE
+    return REPRODUCED if side * (lo - 1) > 0 and side * (hi - 1) > 0 else (
+        NOT_REPRODUCED if side * (lo - 1) < 0 and side * (hi - 1) < 0 else INCONCLUSIVE)
+
+
+# ----------------------------------------------------------------------------- run folders -> observations
+def gather(root):
+    """{(workload, protocol): [Run]} of what is present; one stderr line per absent protocol of table1."""
+    root, got = Path(root), {}
+    if (root / "table1" / "resmlp").is_dir():
+        got["table1", "paper"] = load([root / "table1" / "resmlp"])
+    for w in VARIANTS:
+        for proto, d in PROTOCOLS.items():
+            finals = sorted(p for p in (root / "fair" / w / str(d)).glob("*/final") if d and (p / "run.json").is_file())
+            if finals:
+                got[w, proto] = load(finals)
+    for proto, d in PROTOCOLS.items():
+        if ("table1", proto) not in got:
+            where = root / ("table1/resmlp" if d is None else f"fair/table1/{d}")
+            print(f"fair-report: protocol {proto} left out: no finished runs under {where}", file=sys.stderr)
+    if not got:
+        raise ValueError(f"runs: no Table 1 or fair run folders under '{root}'")
+    return got
+
+
+def picks(r):
+    """{dataset: the run's peak lr}: the tuned picks (dataset_lrs) or the shared lr."""
+    lrs = r.cfg.get("dataset_lrs") or []
+    return dict(zip(r.cfg["datasets"], lrs)) if lrs else {d: r.cfg["lr"] for d in r.cfg["datasets"]}
+
+
+def observe(got):
+    """Per-seed observations: workload, protocol, dataset, paradigm, seed, metric, value, ok, selected_lr, sd (the
+    target's std over the domain, from grid.npz's truth: the normalised aggregation). Metrics: mse, mae at the final
+    depth, mse_mean_depth, mae_mean_depth. The equal-compute protocols take LPA (their reference) from tuned."""
+    out = []
+    for (w, proto), runs in got.items():
+        for r in runs:
+            lw = read([r], "layerwise.csv")
+            lw = lw[lw.metric.isin(["mse", "mae"])]
+            fin = lw[lw.depth == lw.groupby("dataset").depth.transform("max")]
+            mean = lw.groupby(["dataset", "paradigm", "seed", "metric"], as_index=False).agg(
+                value=("value", "mean"), status=("status", "first")).assign(metric=lambda d: d.metric + "_mean_depth")
+            g = np.load(r.dir / "grid.npz") if (r.dir / "grid.npz").is_file() else None
+            sd = {str(d): float(np.std(t)) for d, t in zip(g["datasets"], g["truth"])} if g is not None else {}
+            f = pd.concat([fin, mean], ignore_index=True)
+            out.append(f.assign(workload=w, protocol=proto, ok=f.status == "ok", selected_lr=f.dataset.map(picks(r)),
+                                sd=f.dataset.map(sd).astype(float)))
+    obs = pd.concat(out, ignore_index=True)[["workload", "protocol", "dataset", "paradigm", "seed", "metric", "value", "ok",
+                                             "selected_lr", "sd"]]
+    for proto in ("equal_steps", "equal_flops"):
+        for w in obs.workload[obs.protocol == proto].unique():
+            if not ((obs.workload == w) & (obs.protocol == proto) & (obs.paradigm == LPA_P)).any():
+                obs = pd.concat([obs, obs[(obs.workload == w) & (obs.protocol == "tuned") & (obs.paradigm == LPA_P)]
+                                 .assign(protocol=proto)], ignore_index=True)
+    return obs
+
+
+def wide(o, paradigms):
+    """dataset x seed x paradigm values of `o` (one workload, protocol, metric): the seeds where every paradigm is ok."""
+    o = o[o.ok & o.paradigm.isin(paradigms)]
+    m = o.pivot_table(index=["dataset", "seed"], columns="paradigm", values="value", aggfunc="first")
+    return m.dropna() if set(paradigms) <= set(m.columns) else m.iloc[:0]
+
+
+# ----------------------------------------------------------------------------- tables
+def cells(obs):
+    """table1_fair rows: per workload, protocol, dataset, metric, paradigm: mean (CI), ratio to Simultaneous (CI)."""
+    rows = []
+    for (w, proto, ds, met), o in obs[obs.metric.isin(METRICS)].groupby(["workload", "protocol", "dataset", "metric"], sort=False):
+        for par in sorted(o.paradigm.unique(), key=rank):
+            x = o[(o.paradigm == par) & o.ok].value.to_numpy()
+            mean, lo, hi = boot(x) if len(x) else (np.nan,) * 3
+            pair = wide(o, [par, SIM])
+            ratio = boot(pair[par].to_numpy(), [pair[SIM].to_numpy()]) if len(pair) and par != SIM else (np.nan,) * 3
+            if par == SIM and len(pair):
+                ratio = (1.0, 1.0, 1.0)
+            rows.append(dict(workload=w, dataset=ds, paradigm=par, protocol=proto, metric=met, mean=mean, ci_low=lo, ci_high=hi,
+                             n_seeds=len(x), selected_lr=o[o.paradigm == par].selected_lr.iloc[0], ratio=ratio[0],
+                             ratio_low=ratio[1], ratio_high=ratio[2]))
+    return pd.DataFrame(rows)
+
+
+def verdicts(obs):
+    """Per claim, workload table1, protocol, metric (mse, mae) and surface (+ 'all': geometric mean over surfaces)."""
+    rows = []
+    o1 = obs[obs.workload == "table1"]
+    for (proto, met), o in o1[o1.metric.isin(["mse", "mae"])].groupby(["protocol", "metric"], sort=False):
+        for claim, (num, dens, side) in list(CLAIMS.items())[:2]:
+            m = wide(o, [num, *dens])
+            if m.empty:
+                continue
+            seeds = m.groupby("seed").size().pipe(lambda s: s.index[s == s.max()])  # seeds with every surface
+            full = m[m.index.get_level_values("seed").isin(seeds)].unstack("seed").dropna()
+            groups = [(ds, m.loc[ds]) for ds in m.index.unique("dataset")]
+            for ds, g in groups + [("all", None)]:
+                arr = (lambda p: g[p].to_numpy()[None]) if g is not None else (lambda p: full[p].to_numpy())
+                r, lo, hi = boot(arr(num), [arr(d) for d in dens])
+                rows.append(dict(claim=claim, protocol=proto, workload="table1", dataset=ds, metric=met, ratio=r,
+                                 ratio_low=lo, ratio_high=hi, n_seeds=arr(num).shape[1], verdict=verdict(lo, hi, side)))
+    return pd.DataFrame(rows)
+
+
+def claims_map(tab):
+    """Per variant x surface: LPA's and Sequential's final-depth test-mse ratio to Simultaneous, at equal epochs (tuned)
+    and at equal compute (equal_flops if the variant has it, else equal_steps), with the verdict."""
+    t = tab[(tab.metric == "mse") & tab.paradigm.isin([LPA_P, SEQ])]
+    rows = []
+    for w in [v for v in VARIANTS if v in set(t.workload)]:
+        tw = t[t.workload == w]
+        eq = "equal_flops" if (tw.protocol == "equal_flops").any() else "equal_steps"
+        for compute, proto in (("equal epochs", "tuned"), ("equal compute", eq)):
+            for r in tw[tw.protocol == proto].itertuples():
+                claim = "LPA beats Simultaneous" if r.paradigm == LPA_P else "Sequential worse than Simultaneous"
+                rows.append(dict(variant=w, dataset=r.dataset, paradigm=r.paradigm, compute=compute, protocol=proto, ratio=r.ratio,
+                                 ratio_low=r.ratio_low, ratio_high=r.ratio_high, n_seeds=r.n_seeds, claim=claim,
+                                 verdict=verdict(r.ratio_low, r.ratio_high, CLAIMS[claim][2])))
+    return pd.DataFrame(rows, columns=["variant", "dataset", "paradigm", "compute", "protocol", "ratio", "ratio_low",
+                                       "ratio_high", "n_seeds", "claim", "verdict"])
+
+
+def time_to_target(got):
+    """Targets per surface: tuned Simultaneous's mean val_mse at the first evaluated epoch >= 10, 30, 100 % of its epochs.
+    Per protocol, paradigm, surface, seed: the first evaluated epoch at or below the target -> steps, flops, seconds."""
+    hist = {}
+    for proto in ("tuned", "equal_steps", "equal_flops"):
+        for r in got.get(("table1", proto), []):
+            h = read([r], "history.csv")
+            n = len(r.info.get("runs") or [0])  # the job's runs share its wall time
+            h = h[h.metric == "val_mse"].replace([np.inf, -np.inf], np.nan).assign(
+                protocol=proto, seconds=lambda d: d.wall_s / n, epochs=r.cfg["epochs"])
+            hist[proto, r.paradigm] = h.reindex(columns=[*h.columns, *(["flops"] if "flops" not in h else [])])
+    if (key := ("tuned", SIM)) not in hist or hist[key].empty:
+        print("fair-report: time_to_target left out: no tuned Simultaneous runs of table1 with val_mse", file=sys.stderr)
+        return pd.DataFrame()
+    rows = []
+    for ds, s in hist[key].groupby("dataset", sort=False):
+        for frac in FRACS:
+            at = s[s.epoch >= frac * s.epochs.iloc[0] - 1e-9].epoch.min()
+            target = float(s[s.epoch == at].value.mean())
+            for (proto, par), h in hist.items():
+                hs = [g.sort_values("epoch") for _, g in h[h.dataset == ds].groupby("seed")]
+                hit = [g[g.value <= target].iloc[0] for g in hs if (g.value <= target).any()]
+                med = {c: float(np.median([x[c] for x in hit])) if hit else np.nan for c in ("steps", "flops", "seconds")}
+                rows.append(dict(dataset=ds, target_frac=frac, target_epoch=int(at), target_val_mse=target, protocol=proto,
+                                 paradigm=par, reached=f"{len(hit)}/{len(hs)}", n_reached=len(hit), n_runs=len(hs),
+                                 **{f"median_{c}": v for c, v in med.items()}))
+    t = pd.DataFrame(rows)
+    return t if t.empty else t.sort_values(["target_frac", "protocol", "paradigm"], kind="stable", key=lambda c: c.map(
+        list(PROTOCOLS).index) if c.name == "protocol" else c.map(rank) if c.name == "paradigm" else c).reset_index(drop=True)
+
+
+def depth_error(got):
+    """Test mse at every depth (mean over ok seeds, bootstrap CI) of the table1 workload under the tuned and the
+    equal-compute protocols: what a prefix of each paradigm's network is worth when the compute is equal."""
+    rows = []
+    for proto in ("tuned", "equal_steps", "equal_flops"):
+        for r in got.get(("table1", proto), []):
+            lw = read([r], "layerwise.csv")
+            lw = lw[(lw.metric == "mse") & (lw.status == "ok")]
+            for (ds, depth), g in lw.groupby(["dataset", "depth"], sort=False):
+                mean, lo, hi = boot(g.value.to_numpy())
+                rows.append(dict(dataset=ds, paradigm=r.paradigm, protocol=proto, depth=int(depth), metric="mse", mean=mean,
+                                 ci_low=lo, ci_high=hi, n_seeds=len(g)))
+    return pd.DataFrame(rows)
+
+
+def md_depth(t):
+    lines = ["# Test MSE at every depth (table1 workload), tuned and at equal compute", "",
+             "mean over seeds [95 % bootstrap CI]; equal_steps / equal_flops runs took as many optimizer steps / FLOPs as tuned LPA.", ""]
+    for ds, g in t.groupby("dataset", sort=False):
+        depths = sorted(set(g.depth))
+        rows = [[proto, par, *[(lambda r: f"{r['mean']:.3g} [{r.ci_low:.3g}, {r.ci_high:.3g}]")(x[x.depth == d].iloc[0])
+                               if (x.depth == d).any() else "" for d in depths]]
+                for (proto, par), x in g.groupby(["protocol", "paradigm"], sort=False)]
+        lines += [f"## {ds}", "", *grid(["protocol", "paradigm", *map(str, depths)], rows), ""]
+    return "\n".join(lines)
+
+
+def search(obs, paper_csv):
+    """Protocol-search candidates: each workload (tuned; table1 also under the paper protocol) x aggregation (final depth,
+    mean over depths, normalised: mse / var(target), mae / std(target) over the domain) against the published Table 1:
+    distance = mean |log10(ours / paper)|, rank_corr = Spearman of the paradigms per (surface, metric), averaged."""
+    p = paper(paper_csv, LPA, "table1")
+    p = p[p.paradigm.isin(list(PARADIGMS)) & p.metric.isin(["mse", "mae"])]
+    p = p.assign(paper=pd.to_numeric(p.value, errors="coerce"))
+    p = p[p.paper > 0][["dataset", "paradigm", "metric", "paper"]]
+    o, rows = obs[obs.ok & obs.protocol.isin(["paper", "tuned"])], []
+    aggs = {"final depth": lambda d: d[d.metric.isin(["mse", "mae"])],
+            "mean over depths": lambda d: d[d.metric.str.endswith("_mean_depth")].assign(metric=lambda x: x.metric.str[:3]),
+            "normalised": lambda d: d[d.metric.isin(["mse", "mae"])].assign(
+                value=lambda x: x.value / np.where(x.metric == "mse", x.sd ** 2, x.sd))}
+    for (w, proto), g in o.groupby(["workload", "protocol"], sort=False):
+        for agg, fn in aggs.items():
+            m = fn(g).groupby(["dataset", "paradigm", "metric"], as_index=False).value.mean().merge(p, on=["dataset", "paradigm", "metric"])
+            m = m[np.isfinite(m.value) & (m.value > 0)]
+            if m.empty:
+                continue
+            rho = [x.value.rank().corr(x.paper.rank()) for _, x in m.groupby(["dataset", "metric"]) if len(x) > 1]
+            rows.append(dict(candidate=f"{w} · {proto} · {agg}", workload=w, protocol=proto, aggregation=agg,
+                             distance=float(np.abs(np.log10(m.value / m.paper)).mean()),
+                             rank_corr=float(np.nanmean(rho)) if rho and not np.isnan(rho).all() else np.nan, n_cells=len(m)))
+    t = pd.DataFrame(rows)
+    if not t.empty:
+        t["best"] = t.index == t.sort_values(["distance", "rank_corr"], ascending=[True, False]).index[0]
+    return t
+
+
+# ----------------------------------------------------------------------------- markdown, figures
+T1_NOTE = ("mean [95 % bootstrap CI over seeds] · ratio to Simultaneous under the same protocol (paired seeds, CI). Protocols: "
+           "paper (equal epochs, shared recipe), tuned (equal epochs, each paradigm tuned on validation), equal_steps / "
+           "equal_flops (as many optimizer steps / FLOPs as tuned LPA). Rules: docs/fair.md.")
+
+
+def md_table1(tab, runs):
+    lines = ["# Table 1 under four protocols (surfaces, final-depth test error)", "", T1_NOTE, "",
+             f"Made by `python -m lpa_core fair-report`; {stamp(runs)}", ""]
+    t = tab[tab.workload == "table1"]
+    for met, g in t.groupby("metric", sort=False):
+        ds = list(dict.fromkeys(g.dataset))
+        rows = [[par, proto, *[(lambda r: f"{r['mean']:.3g} [{r.ci_low:.3g}, {r.ci_high:.3g}]" + (
+                 f" ×{r.ratio:.2g} [{r.ratio_low:.2g}, {r.ratio_high:.2g}]" if par != SIM and np.isfinite(r.ratio) else ""))(
+                 x[x.dataset == d].iloc[0]) if (x.dataset == d).any() else "" for d in ds]]
+                for (par, proto), x in g.groupby(["paradigm", "protocol"], sort=False)]
+        rows.sort(key=lambda r: (rank(r[0]), list(PROTOCOLS).index(r[1])))
+        lines += [f"## {met}", "", *grid(["paradigm", "protocol", *ds], rows), ""]
+    return "\n".join(lines)
+
+
+def md_ttt(t):
+    lines = ["# Time to target (table1 workload)", "", "Target per surface: tuned Simultaneous's mean validation mse "
+             "(full depth) at 10 / 30 / 100 % of its epochs. Cell: seeds reached / seeds; median steps, FLOPs, seconds over "
+             "those that reached it ('never' when none did).", ""]
+    for frac, g in t.groupby("target_frac", sort=False):
+        ds = list(dict.fromkeys(g.dataset))
+        cell = lambda r: f"{r.reached} · " + (f"{r.median_steps:.3g} steps, {r.median_flops:.3g} FLOPs, {r.median_seconds:.3g} s"
+                                              if r.n_reached else "never")
+        rows = [[proto, par, *[cell(x[x.dataset == d].iloc[0]) if (x.dataset == d).any() else "" for d in ds]]
+                for (proto, par), x in g.groupby(["protocol", "paradigm"], sort=False)]
+        lines += [f"## target at {frac:.0%} of Simultaneous's epochs", "", *grid(["protocol", "paradigm", *ds], rows), ""]
+    return "\n".join(lines)
+
+
+def fig_claims_map(cm, path):
+    from matplotlib.colors import LogNorm
+    from matplotlib.patches import Rectangle
+
+    from lpa_core.report.figures import plt, save
+
+    c = cm[cm.paradigm == LPA_P]
+    ws = [v for v in VARIANTS if v in set(c.variant)]
+    ds = sorted(set(c.dataset), key=lambda d: list(SURFACES).index(d) if d in SURFACES else len(SURFACES))
+    m = float(np.nanmax(np.abs(np.log10(c.ratio.clip(1e-12))))) if len(c) else 1.0
+    norm = LogNorm(10 ** -max(m, 0.3), 10 ** max(m, 0.3))
+    h = 1.4 + 0.45 * len(ws)
+    fig, axes = plt().subplots(1, 2, figsize=(max(8.0, 2.5 + 2.2 * len(ds)), h), squeeze=False, sharey=True)
+    for ax, compute in zip(axes[0], ("equal epochs", "equal compute")):
+        g = c[c.compute == compute].set_index(["variant", "dataset"])
+        img = np.array([[g.ratio.get((w, d), np.nan) for d in ds] for w in ws], float)
+        im = ax.imshow(np.ma.masked_invalid(img), cmap="RdBu_r", norm=norm, aspect="auto")
+        ax.set_facecolor("0.85")
+        for (w, d), r in g.iterrows():
+            i, j = ws.index(w), ds.index(d)
+            dark = abs(np.log10(r.ratio)) > 0.6 * max(m, 0.3)
+            ax.text(j, i, f"{r.ratio:.2g}", ha="center", va="center", fontsize=7, color="w" if dark else "k")
+            if r.verdict == INCONCLUSIVE:
+                ax.add_patch(Rectangle((j - .5, i - .5), 1, 1, fill=False, hatch="///", edgecolor="0.4", lw=0))
+        ax.set_xticks(range(len(ds)), ds, rotation=35, ha="right", fontsize=8)
+        ax.set_yticks(range(len(ws)), ws, fontsize=8)
+        ax.set_title(f"{compute} ({', '.join(sorted(set(g.protocol))) or 'not run'})", fontsize=9)
+    cb = fig.colorbar(im, ax=axes[0].tolist(), label="LPA / Simultaneous, test MSE")
+    ticks = [x for x in (1e-3, 1e-2, 0.1, 0.2, 0.5, 1, 2, 5, 10, 100, 1e3) if norm.vmin <= x <= norm.vmax]
+    cb.set_ticks(ticks, labels=[f"{x:g}" for x in ticks])
+    cb.ax.minorticks_off()
+    fig.suptitle("Claims map: LPA's final-depth error ratio to Simultaneous (blue: LPA better)\n"
+                 "hatched: 95 % CI straddles 1 (inconclusive); grey: not run", fontsize=9, y=1 + 0.15 / h, va="bottom")
+    save(fig, path)
+
+
+def fig_search(t, path):
+    """Distance against rank correlation: colour = aggregation, marker = workload · protocol (hollow: overlaps show)."""
+    from lpa_core.report.figures import plt, save
+
+    fig, ax = plt().subplots(figsize=(7, 4.5))
+    aggs, wps = list(dict.fromkeys(t.aggregation)), list(dict.fromkeys(zip(t.workload, t.protocol)))
+    marks = "osD^vP<>Xph"
+    for r in t.itertuples():
+        ax.scatter(r.distance, np.nan_to_num(r.rank_corr), s=45, marker=marks[wps.index((r.workload, r.protocol)) % len(marks)],
+                   facecolor="none", edgecolor=f"C{aggs.index(r.aggregation)}", lw=1.3)
+    for i, a in enumerate(aggs):
+        ax.scatter([], [], marker="s", color=f"C{i}", label=a)
+    for i, (w, p) in enumerate(wps):
+        ax.scatter([], [], marker=marks[i % len(marks)], facecolor="none", edgecolor="k", label=f"{w} · {p}")
+    b = t[t.best].iloc[0]
+    ax.scatter([b.distance], [np.nan_to_num(b.rank_corr)], s=400, marker="*", facecolor="none", edgecolor="r", label="best match")
+    ax.annotate(b.candidate, (b.distance, np.nan_to_num(b.rank_corr)), xytext=(8, -14), textcoords="offset points", fontsize=7, color="r")
+    ax.set(xlabel="distance: mean |log10(ours / paper)| over Table 1 cells", ylabel="Spearman rank corr. of paradigms (mean over surfaces)",
+           title=f"Protocol search: best {b.candidate} (distance {b.distance:.2f}, rank corr. {b.rank_corr:.2f})")
+    ax.title.set_fontsize(9)
+    ax.set_xlim(left=0)
+    ax.set_ylim(-1.1, 1.1)
+    ax.grid(alpha=0.3)
+    save(fig, path, legend_axes=ax)
+
+
+# ----------------------------------------------------------------------------- command
+def verdicts_html(v, esc, badge, table_html):
+    """The report's verdict-per-protocol block (html.build shows it when verdicts.csv is among the tables)."""
+    per = v[v.dataset != "all"].groupby(["claim", "metric", "protocol"]).verdict.agg(
+        lambda x: f"{(x == REPRODUCED).sum()} of {len(x)} surfaces reproduced, {(x == NOT_REPRODUCED).sum()} not")
+    v = v[v.dataset == "all"]
+    protos = [p for p in PROTOCOLS if p in set(v.protocol)]
+
+    def cell(r):
+        return (f"{badge(r.verdict)}<br><span class=s>×{r.ratio:.3g} [{r.ratio_low:.3g}, {r.ratio_high:.3g}], {r.n_seeds} seeds; "
+                f"{esc(per.get((r.claim, r.metric, r.protocol), ''))}</span>")
+    rows = [(esc(claim), esc(met), *[cell(g[g.protocol == p].iloc[0]) if (g.protocol == p).any() else "–" for p in protos])
+            for (claim, met), g in v.groupby(["claim", "metric"], sort=False)]
+    return ("<h3 id=fair>Verdict per protocol (issue #12, docs/fair.md)</h3><p class=s>Geometric mean over surfaces of the ratio "
+            "(final-depth test error), 95 % paired-seed bootstrap CI: reproduced when the CI lies on the claimed side of 1, "
+            "not reproduced when on the other side, else inconclusive. Per surface: tables/fair/verdicts.csv.</p>"
+            + table_html(["claim", "metric", *map(esc, protos)], rows))
+
+
+def fair_cmd(args):
+    got = gather(args.runs)
+    obs = observe(got)
+    runs = [r for rs in got.values() for r in rs]
+    out, figs = Path(args.tables), Path(args.figures)
+    out.mkdir(parents=True, exist_ok=True)
+    figs.mkdir(parents=True, exist_ok=True)
+    tab = cells(obs)
+    write(tab[tab.workload == "table1"].drop(columns="workload"), md_table1(tab, runs), out / "table1_fair.csv", out / "table1_fair.md")
+    v = verdicts(obs)
+    write(v, None, out / "verdicts.csv")
+    ttt = time_to_target(got)
+    if not ttt.empty:
+        write(ttt, md_ttt(ttt), out / "time_to_target.csv", out / "time_to_target.md")
+    de = depth_error(got)
+    if not de.empty:
+        write(de, md_depth(de), out / "depth_error.csv", out / "depth_error.md")
+    cm = claims_map(tab)
+    write(cm, None, out / "claims_map.csv")
+    if not cm.empty:
+        fig_claims_map(cm, figs / "claims_map.png")
+    s = search(obs, args.paper)
+    if not s.empty:
+        write(s, None, out / "protocol_search.csv")
+        fig_search(s, figs / "protocol_search.png")
+        b = s[s.best].iloc[0]
+        print(f"protocol search: best {b.candidate}: distance {b.distance:.3f}, rank corr {b.rank_corr:.2f}")
+    for r in v[v.dataset == "all"].itertuples():
+        print(f"{r.claim} ({r.metric}, {r.protocol}): {r.verdict}, ratio {r.ratio:.3g} [{r.ratio_low:.3g}, {r.ratio_high:.3g}]")
+    print(f"fair report -> {out}, {figs}")
+
+
+def add_command(sub):
+    f = sub.add_parser("fair-report", help="issue #12: protocols side by side, verdicts, time to target, claims map, protocol search")
+    f.add_argument("--runs", required=True, help="the run folders of one scale (results/runs/<scale>)")
+    f.add_argument("--paper", required=True, help="the published values (config/paper_results.csv)")
+    f.add_argument("--tables", required=True, help="folder for the tables (results/tables/fair)")
+    f.add_argument("--figures", required=True, help="folder for claims_map.png and protocol_search.png")
+    f.set_defaults(func=fair_cmd)
