@@ -41,7 +41,8 @@ def fair_workloads(F):
         for v in values:
             keys = {**base, **variant_keys(key, v)}
             if keys != base:
-                out[variant_name(key, v)] = (keys, m["paradigms"], m["seeds"], ["epochs", *m.get("match", [])])
+                out[variant_name(key, v)] = (keys, m.get("paradigms", F["paradigms"]), m.get("seeds", F["seeds"]),
+                                             ["epochs", *m.get("match", [])])
     for name, (_, paradigms, _, protocols) in out.items():
         if len(protocols) > 1 and "lpa" not in paradigms:
             raise WorkflowError(f"fair.{'paradigms' if name == 'table1' else 'map.paradigms'}: needs lpa for the "
