@@ -12,11 +12,13 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/resources.smk"
 include: "workflow/rules/vision_common.smk"  # the vision track's helpers: vision.smk and ancre.smk use them
+include: "workflow/rules/fair_common.smk"  # the fair track's config and jobs (fair.smk)
 include: "workflow/rules/surfaces.smk"
 include: "workflow/rules/ancre.smk"
 include: "workflow/rules/ancre_case.smk"
 include: "workflow/rules/vision.smk"
 include: "workflow/rules/lm.smk"
+include: "workflow/rules/fair.smk"
 include: "workflow/rules/report.smk"
 
 

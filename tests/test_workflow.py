@@ -98,6 +98,10 @@ def tiny(cfg):
     cfg["scales"]["quick"]["ancre"]["vision"] = {"archs": ["resnet10_w16"], "datasets": ["fashion_mnist"], "seeds": [0],
                                                  "runs": {"simultaneous": ["cascade", "ancre"]}}  # one ANCRé vision job
     cfg["scales"]["quick"]["ancre_case"] = {"seeds": [0]}
+    # fair track: Simultaneous and LPA, 2 trials, Simultaneous at LPA's FLOPs; the claims map over one domain
+    cfg["scales"]["quick"]["fair"] = {"paradigms": ["simultaneous", "lpa"], "trials": 2, "seeds": [0], "match": ["flops"],
+                                      "train": {"n_val": 300}, "map": {"paradigms": ["simultaneous", "lpa"], "seeds": [0],
+                                                                       "variants": {"domain": ["pi"]}, "match": ["flops"]}}
     # language model: two paradigms under cascade, one under ANCRé, a few batches
     cfg["lm"].update(paradigms=["simultaneous", "lpa"], ancre_paradigms=["simultaneous"])
     lm = cfg["scales"]["quick"]["lm"]
@@ -140,6 +144,8 @@ def test_tiny_real_run_end_to_end(tmp_path):
     vf = pd.read_csv(wd / "results/tables/quick/vision_fair.csv")  # eqflops on (vision.eqflops; the override leaves it)
     assert set(vf.view) == {"time_to_target", "equal_compute"} and "equal_flops" in set(vf.protocol)
     assert "dev_loss" in set(pd.read_csv(wd / "results/runs/quick/lm/lm_tiny/lpa/cascade/seed0/history.csv").metric)
+    fair = pd.read_csv(wd / "results/tables/quick/fair/table1_fair.csv")
+    assert {"simultaneous", "lpa"} <= set(fair.paradigm) and (wd / "figures/quick/claims_map.png").stat().st_size > 3_000
     t5 = pd.read_csv(wd / "results/tables/quick/table5.csv")
     assert {"simultaneous", "lpa"} <= set(t5.paradigm) and {"cascade", "ancre"} <= set(t5.topology)
     again = snakemake(wd, "-n", "--config", "scale=quick")  # nothing left to do

@@ -1,5 +1,6 @@
 # Config loading and validation, wildcard constraints and input functions shared by every rule, and which cached
 # run folders stand for the runs this config asks for (check_run: fresh, missing, stale or damaged).
+import json
 import os
 import shlex
 import sys
@@ -10,7 +11,7 @@ from snakemake.utils import validate
 
 import yaml
 
-from lpa_core import registry as _registry, runs as _runs
+from lpa_core import registry as _registry, runs as _runs, tune as _tune
 from lpa_core.config import TrainConfig
 
 
@@ -85,8 +86,13 @@ def train_args(exp, arch, paradigm, label=None, **extra):
     keys, seeds = scaled(exp)
     opts = {"exp": label or exp, "arch": arch, "paradigm": paradigm, "datasets": config[exp]["datasets"],
             "seeds": seeds, **keys, **extra}
-    fmt = lambda v: ",".join(map(str, v)) if isinstance(v, list) else str(v)
-    return " ".join(f"--{k} {fmt(v)}" for k, v in opts.items())
+    return options(opts)
+
+
+def options(opts):
+    """Command-line options `--key value ...` of a mapping; a list is comma-separated, None left out."""
+    fmt = lambda v: ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+    return " ".join(f"--{k} {fmt(v)}" for k, v in opts.items() if v is not None)
 
 
 def run_dir(exp, arch, paradigm):
@@ -146,6 +152,8 @@ def args_of(d):
     w = lambda **kw: SimpleNamespace(**kw, seed=parts[-1][len("seed"):])
     if parts[0] == "table1" and len(parts) == 3:
         return surface_args(parts[1], parts[2])
+    if parts[0] == "fair" and len(parts) == 4:
+        return fair_args(*parts[1:])
     if parts[0] == "ancre" and len(parts) == 4:
         return topology_args(*parts[1:])
     if parts[0] == "ancre" and len(parts) == 6:
@@ -161,12 +169,13 @@ def run_state(d, args=None):
     """None when run folder d is fresh, else why not ('missing', 'stale: ...', 'damaged: ...'); keeps d/FRESH in
     step (see above; only the main Snakemake process touches it, not a cluster job re-reading the workflow)."""
     if d not in _STATE:
-        asked = TrainConfig.resolved(TrainConfig.parse_options(shlex.split(args or args_of(d))))
-        why = _STATE[d] = _runs.check_run(d, asked, SCALE)
+        tune = is_tune_dir(d)
+        args = args or args_of(d)
+        why = _STATE[d] = tune_check(d, args) if tune else _runs.check_run(d, _asked(shlex.split(args)), SCALE)
         marker = os.path.join(d, FRESH)
         if workflow.is_main_process and why is None and not os.path.exists(marker):
             open(marker, "a").close()
-            stamp = os.stat(os.path.join(d, _runs.RUN_JSON)).st_mtime_ns
+            stamp = os.stat(os.path.join(d, TUNE_JSON if tune else _runs.RUN_JSON)).st_mtime_ns
             os.utime(marker, ns=(stamp, stamp))  # as old as the run, so it makes nothing downstream look newer
         elif workflow.is_main_process and why is not None and os.path.exists(marker):
             os.remove(marker)
@@ -178,6 +187,46 @@ def run_state(d, args=None):
                 open(REGEN, "a").close()
                 os.utime(REGEN)
     return _STATE[d]
+
+
+def _asked(tokens):
+    """The resolved config that `lpa_core train` options ask for (the parser the train command uses)."""
+    return TrainConfig.resolved(TrainConfig.parse_options(tokens))
+
+
+# Tune folders (`python -m lpa_core tune`, workflow/rules/fair.smk): DIR/tune.json, written last, records the
+# request (tune options and train options as given: lpa_core.tune.request), DIR/trials and DIR/final are run
+# folders. The folder is fresh when its request is the one the rule's options make now (the same parser: the tune
+# options equal, the train options the same resolved config) and both run folders verify, at this scale; the FRESH
+# marker, the stderr line and cached_only then work as for a run folder (run_state).
+TUNE_JSON = _tune.TUNE_JSON
+
+
+def is_tune_dir(d):
+    return os.path.relpath(d, RUNS).partition(os.sep)[0] == "fair"
+
+
+def tune_check(d, args):
+    """Why tune folder d cannot stand for the tune job asked of it (`args`: its options), or None: 'missing',
+    'damaged: ...' (tune.json unreadable, trials/ or final/ not verifying), 'stale: <option old -> new, ...>'."""
+    path = os.path.join(d, TUNE_JSON)
+    if not os.path.isfile(path):
+        return "missing"
+    try:
+        done = [_runs.verify_run(os.path.join(d, sub)) for sub in ("trials", "final")]
+        with open(path) as f:
+            had = json.load(f)["request"]
+        had_train = TrainConfig.resolved(had["train"])
+    except _runs.RunError as e:
+        return f"damaged: {e}"
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        return f"damaged: {path}: not a tune record ({str(e).splitlines()[0] if str(e) else type(e).__name__}); re-tune or delete {d}"
+    asked = _tune.request(["--out", d, *shlex.split(args)])[1]
+    norm = lambda k, v: os.path.normpath(v) if k == "match_dir" and v else v
+    changes = [f"scale {done[-1].get('scale')} -> {SCALE}"] if done[-1].get("scale") != SCALE else []
+    changes += [f"{k} {had.get(k)} -> {v}" for k, v in asked.items() if k != "train" and norm(k, had.get(k)) != norm(k, v)]
+    changes += _runs.config_changes(had_train, TrainConfig.resolved(asked["train"]))
+    return f"stale: {'; '.join(changes)}" if changes else None
 
 
 def fresh_markers(dirs):

@@ -23,13 +23,15 @@ TRACKS = {"table1": ([*tables("table1"), *rules.figures.output], SURF_DIRS),
           "ancre": ([*tables("ancre"), *_outputs_of("ancre_heatmap")] if workflow.is_rule("train_topology") else [], ANCRE_DIRS),
           "ancre_case": (_outputs_of("ancre_case"), None),
           "vision": ([*tables(*VISION_TABLES), *VISION_OUT] if workflow.is_rule("train_vision") else [], VISION_DIRS),
-          "lm": ([*tables("table5", "lm_fair"), *LM_OUT] if workflow.is_rule("train_lm") else [], LM_DIRS)}
+          "lm": ([*tables("table5", "lm_fair"), *LM_OUT] if workflow.is_rule("train_lm") else [], LM_DIRS),
+          "fair": (_outputs_of("fair"), FAIR_DIRS + SURF_DIRS)}
 _ONLY = config["scales"][SCALE].get("tracks", list(TRACKS))  # a scale may run only some tracks (scales.<name>.tracks)
 TAKING_PART = {t: (outs, dirs if dirs is None or t == "ancre" else cached(t, dirs)) for t, (outs, dirs) in TRACKS.items()
                if outs and t in _ONLY}
 TAKING_PART = {t: (outs, dirs) for t, (outs, dirs) in TAKING_PART.items() if dirs is None or dirs}
 REPORT_OUT = [f for outs, _ in TAKING_PART.values() for f in outs]
-REPORT_RUNS = [d for _, dirs in TAKING_PART.values() for d in dirs or []]
+# the report's run folders (provenance): the fair track's are tune folders, read by its own rule (fair.smk)
+REPORT_RUNS = list(dict.fromkeys(d for t, (_, dirs) in TAKING_PART.items() if t != "fair" for d in dirs or []))
 
 
 rule table:  # any table of TABLE_RUNS: python -m lpa_core table <name> (lpa_core/report/tables.py)
