@@ -83,4 +83,5 @@ def fair_match_inputs(w):
     return [f"{d}/final/{_runs.RUN_JSON}", f"{d}/{FRESH}"]
 
 
-FAIR_DIRS = [fair_dir(*j) for j in fair_jobs()]
+# regenerating (cached_only): the cached tune folders only; fair-report names every protocol it leaves out
+FAIR_DIRS = cached("fair", [fair_dir(*j) for j in fair_jobs()], partial=True)
