@@ -21,6 +21,13 @@ its random drops, LayerSkip, deep supervision).
 DIR/tune.json, written last: the request (tune options and the train options as given), the trial lrs, the
 validation error of every trial, the picks, the epochs and the match. A phase whose run folder verifies under the
 same config is not trained again; an interrupted one resumes from its checkpoint (lpa_core.train).
+
+Lean folders (`lean`): a tune job trains many runs, so its folders keep what the selection and the fair report read
+(the repository must travel, under 35 MiB): history.csv only the validation rows (trials: the last evaluated epoch,
+what the pick reads; final: every evaluated epoch, the time-to-target curves), no grid.npz (run.json keeps the
+targets' standard deviation over its plotting grid, `target_sd`), and coeffs.csv only for a learned topology;
+layerwise.csv (test error at every depth) and summary.csv whole. run.json's manifest is then made again and records
+`lean`.
 """
 import argparse
 import math
@@ -121,6 +128,30 @@ def matched_epochs(cfg, match_dir, what):
     return max(1, round(total / per_epoch(cfg, what))), total
 
 
+def lean(run_dir, last_only):
+    """Keep what a tune folder's readers need (module doc), in place; the manifest made again. Idempotent."""
+    run_dir = Path(run_dir)
+    info = runs.verify_run(run_dir)
+    if info.get("lean"):
+        return
+    h = pd.read_csv(run_dir / "history.csv", keep_default_na=False, na_values=["nan", "NaN", ""])
+    h = h[h.metric.str.startswith("val_")]
+    if last_only:
+        h = h[h.epoch == h.epoch.max()]
+    io.write_csv(run_dir / "history.csv", list(h.columns), h.itertuples(index=False))
+    sd = {}
+    if (run_dir / "grid.npz").is_file():  # the targets' spread over the domain (the fair report's normalised errors)
+        g = np.load(run_dir / "grid.npz")
+        sd = {str(d): float(np.std(t)) for d, t in zip(g["datasets"], g["truth"])}
+    drop = ["grid.npz"] + (["coeffs.csv"] if info["config"]["topology"] == "cascade" else [])
+    for name in drop:
+        (run_dir / name).unlink(missing_ok=True)
+    keep = {k: v for k, v in info.items() if k not in ("track", "scale", "experiment", "config_hash", "manifest")}
+    lean = "history: validation rows only; " + ", ".join(drop) + " not kept (lpa_core.tune.lean)"
+    runs.finish_run(run_dir, {**keep, "lean": lean, **({"target_sd": sd} if sd else {})},
+                    info["track"], info["scale"], info["experiment"])
+
+
 def phase(cfg, out, ckpt, scale, log):
     """Train cfg into `out` unless a verified run of the same config is there already."""
     from lpa_core.train import train
@@ -151,7 +182,9 @@ def tune(tokens, log=print):
     trials = replace(base, exp=f"{base.exp}_trials", seeds=(args.tune_seed,), lrs=tuple(lrs))
     phase(trials, out / "trials", ckpt and ckpt / "trials", args.scale, log)
     picks, val = pick(out / "trials", trials)
+    lean(out / "trials", last_only=True)
     final = replace(base, dataset_lrs=tuple(picks[d] for d in base.datasets))
     phase(final, out / "final", ckpt and ckpt / "final", args.scale, log)
+    lean(out / "final", last_only=False)
     io.write_json(out / TUNE_JSON, {"request": req, "lrs": lrs, "val": val, "picks": picks, "epochs": base.epochs, "match": match})
     log(f"[{base.exp}/{base.paradigm}] picks: " + ", ".join(f"{d} {lr:.3g}" for d, lr in picks.items()))

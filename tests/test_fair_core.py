@@ -141,6 +141,11 @@ def test_tune_picks_on_validation_trains_the_seeds_and_skips_what_is_done(tmp_pa
     assert final["config"]["dataset_lrs"] == [t["picks"]["saddle"], t["picks"]["high_freq"]]
     assert final["config"]["seeds"] == [0, 1] and runs.verify_run(tmp_path / "t/trials")["config"]["seeds"] == [0]
     assert t["request"] == tune.request(args + ["--threads", "2"])[1]  # execution keys are not part of it
+    for phase, epochs in (("trials", {2}), ("final", {1, 2})):  # lean: validation rows only, no grid
+        h = frames(tmp_path / "t" / phase, "history.csv")
+        assert set(h.metric) == {"val_mse", "val_mae"} and set(h.epoch) == epochs
+        assert not (tmp_path / "t" / phase / "grid.npz").exists()
+        assert set(runs.verify_run(tmp_path / "t" / phase)["target_sd"]) == {"saddle", "high_freq"}
     logs = []
     tune.tune(args, log=logs.append)
     assert sum("done already" in m for m in logs) == 2

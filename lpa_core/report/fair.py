@@ -94,7 +94,8 @@ def observe(got):
             mean = lw.groupby(["dataset", "paradigm", "seed", "metric"], as_index=False).agg(
                 value=("value", "mean"), status=("status", "first")).assign(metric=lambda d: d.metric + "_mean_depth")
             g = np.load(r.dir / "grid.npz") if (r.dir / "grid.npz").is_file() else None
-            sd = {str(d): float(np.std(t)) for d, t in zip(g["datasets"], g["truth"])} if g is not None else {}
+            sd = ({str(d): float(np.std(t)) for d, t in zip(g["datasets"], g["truth"])} if g is not None
+                  else r.info.get("target_sd", {}))  # a lean tune folder keeps them in run.json (lpa_core.tune.lean)
             f = pd.concat([fin, mean], ignore_index=True)
             out.append(f.assign(workload=w, protocol=proto, ok=f.status == "ok", selected_lr=f.dataset.map(picks(r)),
                                 sd=f.dataset.map(sd).astype(float)))
