@@ -60,6 +60,14 @@ def finish_run(run_dir, info, track, scale, experiment):
     io.write_json(Path(run_dir) / RUN_JSON, {**info, **ident, "manifest": manifest(run_dir)})
 
 
+def refinish(run_dir, **extra):
+    """run.json again, with its manifest made anew and `extra` recorded, after a documented slimming of a verified
+    folder (lpa_core.slim --drop, lpa_core.tune.lean): what is kept still verifies, and the record says what is not."""
+    info = read_run_json(run_dir)
+    keep = {k: v for k, v in info.items() if k not in ("track", "scale", "experiment", "config_hash", "manifest")}
+    finish_run(run_dir, {**keep, **extra}, info["track"], info["scale"], info["experiment"])
+
+
 def _fix(run_dir):
     return f"re-train that run or delete {run_dir}"
 

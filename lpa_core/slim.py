@@ -16,6 +16,12 @@ target is left alone. The numbers in tables never come from these files (they re
 
 (the commands that migrated the committed runs). run.json is not touched: its manifest and config then need
 recomputing (lpa_core.runs).
+
+    python -m lpa_core.slim --drop grid.npz results/runs/*/ancre/resmlp/*/*
+
+drops a file no rule, table or figure reads (the ANCRé surface runs' prediction grids: the surface figures draw
+Table 1's) from committed folders; run.json's manifest is made again and records `dropped` (lpa_core.runs.refinish).
+A run trained anew writes it again.
 """
 import argparse
 import json
@@ -24,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lpa_core import io
+from lpa_core import io, runs
 from lpa_core.images import fixed_subset
 from lpa_core.surfaces import grid_runs
 
@@ -60,8 +66,16 @@ def main(argv=None):
     p.add_argument("runs", nargs="+", help="run folders (holding run.json and grid.npz or embeddings.npz)")
     p.add_argument("--grid-seeds", type=int, help="grid.npz: keep the first this-many seeds per dataset")
     p.add_argument("--n-embed", type=int, help="embeddings.npz: keep this many fixed test images")
+    p.add_argument("--drop", action="append", default=[], help="a file no reader needs: removed, the manifest made again")
     a = p.parse_args(argv)
     for d in map(Path, a.runs):
+        gone = [n for n in a.drop if (d / n).is_file()]
+        if gone:
+            info = runs.verify_run(d)
+            for n in gone:
+                (d / n).unlink()
+            runs.refinish(d, dropped=sorted(set(info.get("dropped", [])) | set(gone)))
+            print(d, "dropped", ", ".join(gone))
         if a.grid_seeds and (d / "grid.npz").is_file():
             print(d / "grid.npz", "runs %d -> %d" % slim_grid(d / "grid.npz", a.grid_seeds))
         if a.n_embed and (d / "embeddings.npz").is_file():

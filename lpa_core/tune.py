@@ -23,8 +23,9 @@ validation error of every trial, the picks, the epochs and the match. A phase wh
 same config is not trained again; an interrupted one resumes from its checkpoint (lpa_core.train).
 
 Lean folders (`lean`): a tune job trains many runs, so its folders keep what the selection and the fair report read
-(the repository must travel, under 35 MiB): history.csv only the validation rows (trials: the last evaluated epoch,
-what the pick reads; final: every evaluated epoch, the time-to-target curves), no grid.npz (run.json keeps the
+(the repository must travel, under 35 MiB): history.csv only the selection metric's rows (val_mse; val_ce for
+classification; trials: the last evaluated epoch, what the pick reads; final: every evaluated epoch, the
+time-to-target curves), no grid.npz (run.json keeps the
 targets' standard deviation over its plotting grid, `target_sd`), and coeffs.csv only for a learned topology;
 layerwise.csv (test error at every depth) and summary.csv whole. run.json's manifest is then made again and records
 `lean`.
@@ -89,10 +90,13 @@ def request(tokens):
     return args, req, train
 
 
+SELECT = ("val_mse", "val_ce")  # the selection metric: regression, classification (tabular)
+
+
 def pick(trials_dir, cfg):
     """({dataset: picked lr}, {dataset: [final validation error per trial]}) from a trials run folder."""
     h = pd.read_csv(Path(trials_dir) / "history.csv", keep_default_na=False, na_values=["nan", "NaN", ""])
-    metric = "val_mse" if "val_mse" in set(h.metric) else "val_ce"
+    metric = SELECT[0] if SELECT[0] in set(h.metric) else SELECT[1]
     h = h[h.metric == metric]
     last = h[h.epoch == h.epoch.max()]
     picks, val = {}, {}
@@ -132,24 +136,20 @@ def lean(run_dir, last_only):
     """Keep what a tune folder's readers need (module doc), in place; the manifest made again. Idempotent."""
     run_dir = Path(run_dir)
     info = runs.verify_run(run_dir)
-    if info.get("lean"):
-        return
     h = pd.read_csv(run_dir / "history.csv", keep_default_na=False, na_values=["nan", "NaN", ""])
-    h = h[h.metric.str.startswith("val_")]
+    h = h[h.metric.isin(SELECT)]
     if last_only:
         h = h[h.epoch == h.epoch.max()]
     io.write_csv(run_dir / "history.csv", list(h.columns), h.itertuples(index=False))
-    sd = {}
+    sd = dict(info.get("target_sd", {}))
     if (run_dir / "grid.npz").is_file():  # the targets' spread over the domain (the fair report's normalised errors)
         g = np.load(run_dir / "grid.npz")
         sd = {str(d): float(np.std(t)) for d, t in zip(g["datasets"], g["truth"])}
     drop = ["grid.npz"] + (["coeffs.csv"] if info["config"]["topology"] == "cascade" else [])
     for name in drop:
         (run_dir / name).unlink(missing_ok=True)
-    keep = {k: v for k, v in info.items() if k not in ("track", "scale", "experiment", "config_hash", "manifest")}
-    lean = "history: validation rows only; " + ", ".join(drop) + " not kept (lpa_core.tune.lean)"
-    runs.finish_run(run_dir, {**keep, "lean": lean, **({"target_sd": sd} if sd else {})},
-                    info["track"], info["scale"], info["experiment"])
+    runs.refinish(run_dir, lean=f"history: {'/'.join(SELECT)} rows only; {', '.join(drop)} not kept (lpa_core.tune.lean)",
+                  **({"target_sd": sd} if sd else {}))
 
 
 def phase(cfg, out, ckpt, scale, log):

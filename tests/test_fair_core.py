@@ -143,7 +143,7 @@ def test_tune_picks_on_validation_trains_the_seeds_and_skips_what_is_done(tmp_pa
     assert t["request"] == tune.request(args + ["--threads", "2"])[1]  # execution keys are not part of it
     for phase, epochs in (("trials", {2}), ("final", {1, 2})):  # lean: validation rows only, no grid
         h = frames(tmp_path / "t" / phase, "history.csv")
-        assert set(h.metric) == {"val_mse", "val_mae"} and set(h.epoch) == epochs
+        assert set(h.metric) == {"val_mse"} and set(h.epoch) == epochs
         assert not (tmp_path / "t" / phase / "grid.npz").exists()
         assert set(runs.verify_run(tmp_path / "t" / phase)["target_sd"]) == {"saddle", "high_freq"}
     logs = []
