@@ -54,3 +54,15 @@ def test_edited_config_is_caught(run_dir):
     (run_dir / "run.json").write_text(json.dumps(info))
     with pytest.raises(runs.RunError, match="config_hash"):
         runs.verify_run(run_dir)
+
+
+def test_dropping_an_unread_file_keeps_the_folder_verifiable_and_says_so(run_dir):
+    from lpa_core import slim
+
+    assert (run_dir / "grid.npz").is_file()
+    assert slim.main(["--drop", "grid.npz", str(run_dir)]) == 0
+    info = runs.verify_run(run_dir)
+    assert not (run_dir / "grid.npz").exists() and "grid.npz" not in info["manifest"] and info["dropped"] == ["grid.npz"]
+    (run_dir / "layerwise.csv").write_text("changed\n")
+    with pytest.raises(runs.RunError, match="layerwise.csv"):
+        runs.verify_run(run_dir)
