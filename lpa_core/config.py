@@ -207,7 +207,7 @@ class TrainConfig:
             try:
                 if isinstance(default, tuple):
                     kind = float if key in FLOAT_LISTS else type(default[0]) if default else str
-                    out[key] = tuple(kind(v) for v in val.split(","))
+                    out[key] = tuple(kind(v) for v in val.split(",")) if val else ()  # '' = an empty list
                 else:
                     out[key] = type(default)(val)
             except ValueError:

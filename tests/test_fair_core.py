@@ -178,3 +178,4 @@ def test_bad_rates_are_one_line_naming_the_key(bad, key):
 
 def test_rates_on_the_command_line_are_floats():
     assert TrainConfig.parse_options(["--lrs", "0.01,1e-3", "--dataset-lrs", "2"]) == {"lrs": (0.01, 1e-3), "dataset_lrs": (2.0,)}
+    assert TrainConfig.parse_options(["--lrs", ""]) == {"lrs": ()}  # a config written back key by key (an empty list)
