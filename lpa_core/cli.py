@@ -151,10 +151,7 @@ def main(argv=None):
         elif args.cmd == "tune":
             from lpa_core import tune
 
-            tune_args = tune.request(rest)[0]
-            if tune_args.parent_pid:
-                watch_parent(tune_args.parent_pid)
-            tune.tune(rest, log=lambda m: print(m, file=sys.stderr, flush=True))
+            tune.tune(rest, log=lambda m: print(m, file=sys.stderr, flush=True), watch=watch_parent)
         else:
             if rest:
                 raise ValueError(f"{rest[0]}: unknown option")

@@ -8,7 +8,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 SURFACE_ONLY = ("width", "depth", "activation", "n_train", "n_test", "n_val", "domain", "grid", "grid_seeds", "lrs", "dataset_lrs")
-FLOAT_LISTS = ("lrs", "dataset_lrs", "domain")  # list keys read as floats on the command line (the others: their default's type)
+FLOAT_LISTS = ("lrs", "dataset_lrs")  # empty-default list keys read as floats on the command line (the others: their default's type)
 VISION_ONLY = ("data_dir", "imagenet_dir", "train_subset", "test_subset", "head", "n_embed", "precision", "memory_format", "workers", "val_frac")
 LM_ONLY = ("seq_len", "vocab_size", "tokenizer", "epoch_batches", "eval_tokens", "n_generate")
 TASK_KEYS = {"surfaces": SURFACE_ONLY, "vision": VISION_ONLY, "lm": LM_ONLY + ("data_dir", "precision", "val_frac")}

@@ -165,8 +165,11 @@ def phase(cfg, out, ckpt, scale, log):
     train(cfg, out, ckpt, log=log, scale=scale)
 
 
-def tune(tokens, log=print):
+def tune(tokens, log=print, watch=None):
+    """Run a tune command's tokens; `watch(pid)` (the CLI's) stops the job when --parent-pid's process ends."""
     args, req, options = request(tokens)
+    if args.parent_pid and watch:
+        watch(args.parent_pid)
     out = Path(args.out)
     ckpt = Path(args.ckpt_dir) if args.ckpt_dir else None
     base = TrainConfig.from_dict(options)
