@@ -23,6 +23,7 @@ import math
 import torch
 from torch import nn
 
+from lpa_core import kernels
 from lpa_core.topology import Cascade, make_topology, mix_states
 
 
@@ -33,6 +34,7 @@ class ResidualStack(nn.Module):
     def connect(self, topology="cascade", tau=0.1, normalisation="ingoing", wiring="replace"):
         self.topology = make_topology(topology, tau=tau, normalisation=normalisation, wiring=wiring)
         self.topology.attach(self.blocks, self.n_runs)
+        self._params = {}
 
     keep = None  # per-block layer-dropout masks, set only inside `dropping`
     flop_all = None  # forward FLOPs per layer since the last step, every run alike (floats), while counting (lpa_core.task)
@@ -108,8 +110,11 @@ class ResidualStack(nn.Module):
         return self.head(self.states(x, depth)[-1])
 
     def params(self, depth=None, first=0):
-        mods = [self.stem, *self.blocks[first:depth], self.head]
-        return [p for m in mods for p in m.parameters()]
+        key = (depth, first)  # cached: the lists are the same Parameter objects every step
+        if key not in self._params:
+            mods = [self.stem, *self.blocks[first:depth], self.head]
+            self._params[key] = [p for m in mods for p in m.parameters()]
+        return self._params[key]
 
     @property
     def depth(self):
@@ -279,18 +284,30 @@ class ResMLP(ResidualStack):
                 m.reset(gens)
         self.connect(topology, tau=tau, normalisation=normalisation, wiring=wiring)
         self.fast = isinstance(self.topology, Cascade) and activation == "relu"
+        lins = (self.stem, *(f for b in self.blocks for f in (b.fc1, b.fc2)), self.head)
+        self.kernel_params = [p for m in lins for p in (m.weight, m.bias)]  # lpa_core.kernels' order
         self.layer_flops = [2 * sum(p[0].numel() for n, p in m.named_parameters() if n.endswith("weight")) for m in self.layers()]
 
     @torch.no_grad()
-    def tape(self, x, depth=None):
-        """(prediction at `depth`, Tape) without autograd: the same ops, in the same order, as `forward`."""
-        h = self.stem(x)
-        xs, acts, keeps = [h], [], []
+    def tape(self, x, depth=None, exits=None):
+        """(prediction at `depth`, tape) without autograd: the compiled kernels where they run (lpa_core.kernels),
+        else the same ops, in the same order, as `forward` (Tape). With `exits` (increasing depths, kernels only):
+        (predictions [n_exits, R, d_out, B] of the shared head at each, tape) for the depth of the last."""
+        depth = len(self.blocks[:exits[-1] if exits else depth])
+        keeps = [self.kept(j) for j in range(1, depth + 1)]
         self.count(0, x)
-        self.count(len(self.blocks) + 1, x)
-        for j, block in enumerate(self.blocks[:depth], 1):
-            k = self.kept(j)
+        for _ in exits or [depth]:
+            self.count(len(self.blocks) + 1, x)
+        for j, k in enumerate(keeps, 1):
             self.count(j, x, k)
+        if kernels.available(x):
+            pred, tape = kernels.forward(self.kernel_params, x, keeps, exits or [depth])
+            return (pred if exits else pred[0]), tape
+        if exits:
+            raise ValueError("tape: exits need the compiled kernels (lpa_core.kernels)")
+        h = self.stem(x)
+        xs, acts, gates = [h], [], []
+        for block, k in zip(self.blocks, keeps):
             a = None
             if k is not None and k is not False:  # gated by selection, not by product: a gated-off branch adds an
                 k = k.view(k.shape[0] if k.dim() == 2 else 1, 1, -1) > 0  # exact 0 even where it is not finite
@@ -300,13 +317,17 @@ class ResMLP(ResidualStack):
                 h = h + (f if k is None else torch.where(k, f, 0))
             xs.append(h)
             acts.append(a)
-            keeps.append(k)
-        return self.head(h), Tape(x, xs, acts, keeps)
+            gates.append(k)
+        return self.head(h), Tape(x, xs, acts, gates)
 
     @torch.no_grad()
     def backward(self, tape, g, params):
         """Gradients of sum(g * prediction) (g [R, d_out, B]) into the .grad of the parameters in `params` (a set
         of ids); the others get none, though the gradient flows through them to the stem."""
+        if isinstance(tape, kernels.Tape):  # g: [R, d_out, B], or [n_exits, R, d_out, B] for a tape of exits
+            want = [id(w) in params for w in self.kernel_params[::4] + self.kernel_params[-2:-1]]  # stem, each fc2, head
+            return kernels.backward(self.kernel_params, tape, g if g.dim() == 4 else g[None], want)
+
         def linear(lin, g, inp):  # weight and bias gradients of lin(inp) for output gradient g
             if id(lin.weight) in params:  # (computed apart and copied: a bmm into a strided view loops per run)
                 lin.weight.grad.copy_(torch.bmm(g, inp.transpose(1, 2)))

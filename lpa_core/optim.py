@@ -17,6 +17,8 @@ import warnings
 
 import torch
 
+from lpa_core import kernels
+
 # grads are views of one flat buffer; autograd's layout check warns on size-1 dims of such views (harmless)
 warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
 
@@ -46,7 +48,7 @@ class RunAdam:
             for p in group:
                 self.group_of[slice(*self.slices[p])] = k
         self.n_steps = 0  # optimizer steps taken (a loss computed before the last step is stale)
-        self._spans = {}
+        self._spans, self._per_run = {}, None
 
     def zero_grad(self):
         self.grad.zero_()
@@ -74,6 +76,8 @@ class RunAdam:
             lr, decay = (t.to(self.flat.dtype).to(self.flat.device)[:, None] if torch.is_tensor(t) else t for t in (lr, decay))
         self.n_steps += 1
         keep = None if blocks is None else torch.cat([blocks, blocks.new_ones(blocks.shape[0], 1)], 1)
+        if kernels.available(self.flat):  # the same arithmetic in one compiled loop (lpa_core.kernels)
+            return kernels.adam(self, self.spans(params), runs, keep, *self.per_run(lr, decay))
         for cols in self.spans(params):
             p, g, m, v, b1t, b2t = (t[:, cols] for t in (self.flat, self.grad, self.m, self.v, self.b1t, self.b2t))
             act = None if runs is None else runs[:, None]
@@ -93,6 +97,14 @@ class RunAdam:
             put(v, v * b2 + (1 - b2) * g * g)
             upd = (m / (1 - b1t)) / ((v / (1 - b2t)).sqrt() + self.eps)
             put(p, (p * decay if torch.is_tensor(decay) or decay != 1.0 else p) - lr * upd)
+
+    def per_run(self, lr, decay):
+        """lr and decay as tensors [R] in the parameters' dtype (the kernels' arguments), made again only when the
+        rate changes."""
+        if self._per_run is None or self._per_run[0] is not self.lr:
+            col = lambda t: (t if torch.is_tensor(t) else torch.tensor([t], dtype=torch.float64)).to(self.flat.dtype).reshape(-1).expand(len(self.flat)).contiguous()  # noqa: E731
+            self._per_run = (self.lr, col(lr), col(decay))
+        return self._per_run[1:]
 
     def state_dict(self):
         return {"lr": self.lr, "b1t": self.b1t, "b2t": self.b2t, "m": self.m, "v": self.v, "layout": self.layout}

@@ -17,11 +17,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lpa_core import io, tabular
+from lpa_core import io, kernels, tabular
 from lpa_core.data import grid, make_surface, make_val, surface
 from lpa_core.optim import RunAdam
 from lpa_core.registry import create_model
 from lpa_core.task import HISTORY, KEYS, PRUNED, SUMMARY, Task  # noqa: F401 (KEYS: read from here by the loop and the one-run tasks)
+
+
+EVAL_CHUNK = 2048  # points per evaluation forward on the compiled kernels (bounds the tape's memory)
 
 
 def run_keys(cfg, r):
@@ -120,19 +123,31 @@ class SurfaceTask(Task):
         pred, tape = self.model.tape(x, depth)
         err = pred - y
         mse = err.pow(2).mean(dim=(1, 2))
-        mse.tape = (tape, err, self.opt.n_steps)
+        mse.tape = (tape, err * (2.0 / err[0].numel()), self.opt.n_steps)  # d mse / d pred, as autograd computes it
         return (mse, -mse) if metric else mse
+
+    def exits(self, x, y, depths, weights=None):
+        """Task.exits; on the fast path with the compiled kernels one forward of every exit, and a tape."""
+        if not (self.fast and kernels.available(x)):
+            return super().exits(x, y, depths, weights)
+        preds, tape = self.model.tape(x, exits=depths)
+        err = preds - y
+        mse, loss, ws = err.pow(2).mean(dim=(2, 3)), None, weights or [1] * len(depths)
+        for m, w in zip(mse, ws):
+            term = m if w == 1 else w * m
+            loss = term if loss is None else loss + term
+        loss.tape = (tape, err * torch.tensor(ws, dtype=err.dtype).view(-1, 1, 1, 1) * (2.0 / err[0, 0].numel()), self.opt.n_steps)
+        return loss
 
     def update(self, losses, params, runs, blocks):
         """Backward of the summed losses of the runs in `runs` (None = all) into `params` only, then one RunAdam
         step on those parameters, runs and (with `blocks` [R, L]) the blocks each run kept."""
         dev = losses.device
         tape = getattr(losses, "tape", None)
-        if tape is not None:  # fast path: d sum(mse[runs]) / d pred, as autograd's mean and pow backward compute it
-            tape, err, version = tape
+        if tape is not None:  # fast path: the tape and d sum(loss) / d pred (ctx.loss, ctx.exits)
+            tape, g, version = tape
             if version != self.opt.n_steps:
                 raise RuntimeError("step: this loss was computed before the last optimizer step (compute it again)")
-            g = err * (2.0 / err[0].numel())
             self.model.backward(tape, g, {id(p) for p in params})
         elif not losses.requires_grad:
             raise RuntimeError("step: the loss has neither an autograd graph nor a tape: pass ctx.loss's result unchanged")
@@ -160,12 +175,21 @@ class SurfaceTask(Task):
         return float(self.lr[r]) if torch.is_tensor(self.lr) else self.lr
 
     @torch.no_grad()
-    def evaluate(self, x, y):
-        """{depth: (metric [R] for each of self.metrics)} at every depth 1..L through the shared head: (mse, mae) or
-        (ce, acc_pct)."""
+    def predictions(self, x, depths):
+        """[(depth, prediction [R, d_out, N])] of the shared head at `depths` (increasing): on the fast path with the
+        compiled kernels one forward per EVAL_CHUNK points, else the model's features."""
+        if self.fast and kernels.available(x):
+            chunks = [self.model.tape(x[..., i:i + EVAL_CHUNK], exits=list(depths))[0] for i in range(0, x.shape[-1], EVAL_CHUNK)]
+            return list(zip(depths, torch.cat(chunks, -1)))
+        feats = self.model.features(x, depths[-1])
+        return [(d, self.model.head(feats[d - 1])) for d in depths]
+
+    @torch.no_grad()
+    def evaluate(self, x, y, depths=None):
+        """{depth: (metric [R] for each of self.metrics)} at `depths` (default every depth 1..L) through the shared
+        head: (mse, mae) or (ce, acc_pct)."""
         out = {}
-        for d, h in enumerate(self.model.features(x), start=1):
-            pred = self.model.head(h)
+        for d, pred in self.predictions(x, list(depths or range(1, self.model.depth + 1))):
             if self.kind == "regression":
                 err = pred - y
                 out[d] = (err.pow(2).mean(dim=(1, 2)).cpu(), err.abs().mean(dim=(1, 2)).cpu())
@@ -178,9 +202,9 @@ class SurfaceTask(Task):
         """(history rows at full depth, a short progress text); marks runs whose full-depth error is non-finite."""
         cfg, rows = self.cfg, []
         (m1, m2), L = self.metrics, cfg.depth
-        test = self.evaluate(self.x_test, self.y_test)[L]
-        train = self.evaluate(self.x_train, self.y_train)[L]
-        val = self.evaluate(self.x_val, self.y_val)[L] if self.x_val.shape[-1] else None
+        test = self.evaluate(self.x_test, self.y_test, [L])[L]
+        train = self.evaluate(self.x_train, self.y_train, [L])[L]
+        val = self.evaluate(self.x_val, self.y_val, [L])[L] if self.x_val.shape[-1] else None
         # a last step can blow a run up after the last loss it saw: non-finite error now = diverged
         self.bad |= ~(torch.isfinite(test[0]) & torch.isfinite(train[0]))
         for r in range(self.n_runs):
@@ -216,16 +240,15 @@ class SurfaceTask(Task):
         io.write_csv(out / "history.csv", keys + HISTORY[len(KEYS):], history)
         io.write_csv(out / "summary.csv", keys + SUMMARY[len(KEYS):len(SUMMARY) - bool(cfg.lrs)], summary)  # base_lr once
         if cfg.paradigm == "layerdrop":
-            test = lambda: dict(zip(self.metrics, self.evaluate(self.x_test, self.y_test)[cfg.depth]))  # noqa: E731
+            test = lambda: dict(zip(self.metrics, self.evaluate(self.x_test, self.y_test, [L])[L]))  # noqa: E731
             io.write_csv(out / "pruned.csv", keys + PRUNED[len(KEYS):], self.pruned(lambda r: run_keys(cfg, r), status, test))
 
     def write_grid(self, out, status):
         """grid.npz: every depth's predictions on the plotting grid and the truth (the surface figures)."""
         cfg, L, R = self.cfg, self.cfg.depth, self.n_runs
         axis, pts = grid(cfg.grid, cfg.domain)
-        with torch.no_grad():
-            feats = self.model.features(pts.T.to(cfg.device).expand(R, -1, -1).contiguous())
-            pred = torch.stack([self.model.head(h)[:, 0] for h in feats], dim=1).cpu()
+        preds = self.predictions(pts.T.to(cfg.device).expand(R, -1, -1).contiguous(), list(range(1, L + 1)))
+        pred = torch.stack([p[:, 0] for _, p in preds], dim=1).cpu()
         keep = grid_runs(cfg.runs, status, cfg.grid_seeds)
         truth = torch.stack([surface(cfg.runs[r][0], pts)[:, 0] for r in keep])
         io.write_npz(out / "grid.npz", axis=axis.numpy(), pred=pred[keep].reshape(len(keep), L, cfg.grid, cfg.grid).half().numpy(),

@@ -52,15 +52,16 @@ class Task:
         """One update of `params` on the summed per-run losses, for the runs in the bool mask `runs` [R] (None = all)
         and, with `blocks` [R, L] (layer dropout), only the blocks each run kept. Everything outside is left exactly
         as it was. A run whose loss (among those it steps on) is non-finite is marked bad and never updates again."""
-        nonfinite = ~torch.isfinite(losses.detach()).cpu()
-        runs = None if runs is None else runs.cpu()
-        self.bad |= nonfinite if runs is None else nonfinite & runs
-        if self.bad.any():
-            runs = ~self.bad if runs is None else runs & ~self.bad
-        if runs is not None and not runs.any():
-            return
+        if runs is not None or bool(self.bad.any()) or not bool(torch.isfinite(losses.detach()).all()):  # else: all step
+            nonfinite = ~torch.isfinite(losses.detach()).cpu()
+            runs = None if runs is None else runs.cpu()
+            self.bad |= nonfinite if runs is None else nonfinite & runs
+            if self.bad.any():
+                runs = ~self.bad if runs is None else runs & ~self.bad
+            if runs is not None and not runs.any():
+                return
         self.update(losses, params, runs, blocks)
-        taken = torch.ones(self.n_runs, dtype=torch.long) if runs is None else runs.long()
+        taken = 1 if runs is None else runs.long()
         self.steps += taken
         self.samples += taken * self.batch_n
         fwd, m = self.model.flop_all, self.model
@@ -101,6 +102,16 @@ class Task:
             trained = sorted({self.layer_of[id(p)] for p in params})
             self._bwd[key] = (trained[0] + 1, trained)
         return self._bwd[key]
+
+    def exits(self, x, y, depths, weights=None):
+        """Per-run loss [R]: sum over `depths` (increasing) of weight x the loss through the shared head at that
+        depth, from one forward (deep supervision, LayerSkip's early exits); weights default to 1."""
+        hs, loss = self.model.features(x, depths[-1]), None
+        for d, w in zip(depths, weights or [1] * len(depths)):
+            term = self.loss_at(hs[d - 1], y)
+            term = term if w == 1 else w * term
+            loss = term if loss is None else loss + term
+        return loss
 
     @contextlib.contextmanager
     def uncounted(self):

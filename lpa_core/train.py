@@ -25,6 +25,7 @@ A run whose loss turns non-finite stops updating and is recorded 'diverged'; the
 """
 import contextlib
 import fcntl
+import gc
 import os
 import socket
 import sys
@@ -181,6 +182,8 @@ def _train(cfg, out, ckdir, log, scale):
             epoch0, wall0, history, diverged_at, start = ck["epoch"], ck["wall_s"], ck["history"], ck["diverged_at"], ck["start"]
             log(f"[{cfg.exp}/{cfg.paradigm}] resuming from {ckpt} at epoch {epoch0}")
     ctx.log = log  # the one-run tasks' progress lines within an epoch (lpa_core.task)
+    gc.collect()
+    gc.freeze()  # what exists now (modules, data) lives to the end: the collector stops re-scanning it every few steps
     t0, last_ck = time.perf_counter() - wall0, time.perf_counter()
     log(f"[{cfg.exp}/{cfg.paradigm}] {ctx.describe()}")
     for epoch in range(epoch0, cfg.epochs):

@@ -69,14 +69,9 @@ def layerskip(ctx, epoch):
         keep = example_masks(ctx, rng, rates, x) if cfg.layerskip_pmax > 0 else None
         depths = exit_depths(L, cfg.layerskip_curriculum, step, epoch / cfg.epochs, cfg.layerskip_rotation)
         weights = exit_weights(depths, L, cfg.layerskip_exit_scale)
+        on = [(d, w) for d, w in zip(depths, weights) if w]
         with model.dropping(keep):
-            hs = model.features(x)
-        loss = None
-        for d, w in zip(depths, weights):
-            if w:
-                term = ctx.loss_at(hs[d - 1], y)
-                term = term if w == 1 else w * term
-                loss = term if loss is None else loss + term
+            loss = ctx.exits(x, y, [d for d, _ in on], [w for _, w in on])
         ctx.step(loss, params)
         step += 1
     ctx.state["layerskip_step"] = torch.tensor(step)

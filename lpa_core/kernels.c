@@ -1,0 +1,283 @@
+/* The residual MLP's step for every run in one call each: forward keeping the tape, hand-written backward, masked
+ * Adam(W). Built on first use by lpa_core/kernels.py (cc -O3 -march=native), called through ctypes; the PyTorch
+ * fast path (lpa_core.models.ResMLP.tape/backward, lpa_core.optim.RunAdam) is the fallback and the reference.
+ *
+ * Layout: activations feature-major per run, [R, width, B] (the batch contiguous). A parameter is a pointer to run
+ * 0's [out, in] matrix (row-major) and a run stride, so RunAdam's flat buffer [R, P] and plain [R, out, in] tensors
+ * both work; order: stem.w, stem.b, per block fc1.w, fc1.b, fc2.w, fc2.b, then head.w, head.b. Each run is computed
+ * alone, in an order that does not depend on the number of runs, so a run gets the same numbers bit for bit in any
+ * group as alone (float32 and float64). Sums over the batch are 16-lane partial sums added in a fixed tree:
+ * deterministic on a machine, not MKL's order (tests/test_kernels.py states the tolerances against autograd).
+ * Block keep modes (mode[j]): 0 kept, 1 dropped (not computed), 2 gated per run and example by gate[j, r, q]. */
+#ifndef T
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#define VL 16
+#define NOFMA __attribute__((optimize("fp-contract=off")))
+#if defined(__SSE__)  /* flush denormals to zero (FTZ, DAZ) inside adam: see there */
+#include <xmmintrin.h>
+#define FTZ_ON unsigned csr_ = _mm_getcsr(); _mm_setcsr(csr_ | 0x8040)
+#define FTZ_OFF _mm_setcsr(csr_)
+#else
+#define FTZ_ON
+#define FTZ_OFF
+#endif
+#define T float
+#define SQRT sqrtf
+#define FMA fmaf
+#define S(name) name##_f32
+#include "kernels.c"
+#undef T
+#undef S
+#undef V
+#undef SQRT
+#undef FMA
+#define T double
+#define SQRT sqrt
+#define FMA fma
+#define S(name) name##_f64
+#include "kernels.c"
+#else
+
+typedef T S(vec) __attribute__((vector_size(VL * sizeof(T)), aligned(sizeof(T))));  /* VL lanes, unaligned */
+typedef T S(v8) __attribute__((vector_size(8 * sizeof(T))));
+typedef T S(v4) __attribute__((vector_size(4 * sizeof(T))));
+#define V S(vec)
+
+/* out[o, Bp] = W x + b, or (acc) out += W x, on rows of Bp (a multiple of VL) columns; W[p, k] = w[p * ws + k * wc]
+ * (ws = i, wc = 1: W; ws = 1, wc = o: its transpose). RB output rows by VL columns stay in registers over k. */
+#define RB 4
+static void S(lin)(int o, int i, int Bp, const T *w, long ws, long wc, const T *b, const T *x, T *out, int acc) {
+    for (int q0 = 0; q0 < Bp; q0 += VL) {
+        int p = 0;
+        for (; p + RB <= o; p += RB) {
+            V a[RB];
+            for (int r = 0; r < RB; r++)
+                a[r] = acc ? *(V *)(out + (long)(p + r) * Bp + q0) : (V){0} + (b ? b[p + r] : 0);
+            for (int k = 0; k < i; k++) {
+                V xk = *(const V *)(x + (long)k * Bp + q0);
+                const T *wk = w + p * ws + k * wc;
+                for (int r = 0; r < RB; r++) a[r] += wk[r * ws] * xk;
+            }
+            for (int r = 0; r < RB; r++) *(V *)(out + (long)(p + r) * Bp + q0) = a[r];
+        }
+        for (; p < o; p++) {
+            V *y = (V *)(out + (long)p * Bp + q0), a = acc ? *y : (V){0} + (b ? b[p] : 0);
+            for (int k = 0; k < i; k++) a += w[p * ws + k * wc] * *(const V *)(x + (long)k * Bp + q0);
+            *y = a;
+        }
+    }
+}
+
+/* zero columns B..Bp-1 of `rows` rows: padding stays exactly 0, so it adds nothing to a sum over the batch */
+static void S(zpad)(T *y, int rows, int B, int Bp) {
+    for (int p = 0; p < rows; p++)
+        for (int q = B; q < Bp; q++) y[(long)p * Bp + q] = 0;
+}
+
+/* rows of B columns (row stride B) into rows of Bp (padding 0) */
+static void S(pad)(const T *x, int rows, int B, int Bp, T *y) {
+    for (int p = 0; p < rows; p++) {
+        memcpy(y + (long)p * Bp, x + (long)p * B, sizeof(T) * B);
+        for (int q = B; q < Bp; q++) y[(long)p * Bp + q] = 0;
+    }
+}
+
+/* the sum of a's VL = 16 lanes, halving in a fixed order */
+static inline T S(hsum)(V a) {
+    S(v8) b = __builtin_shufflevector(a, a, 0, 1, 2, 3, 4, 5, 6, 7) + __builtin_shufflevector(a, a, 8, 9, 10, 11, 12, 13, 14, 15);
+    S(v4) c = __builtin_shufflevector(b, b, 0, 1, 2, 3) + __builtin_shufflevector(b, b, 4, 5, 6, 7);
+    return (c[0] + c[2]) + (c[1] + c[3]);
+}
+
+/* gradients of W and b in out = W inp + b for the output gradient g [o, Bp]: dw[p, k] = sum_q g[p, q] inp[k, q],
+ * db[p] = sum_q g[p, q], as VL lane sums over the chunks, then halved (hsum): one fixed order. Four k at a time
+ * share the loads of g. Padding columns are 0 in g. */
+static void S(wgrad)(int o, int i, int Bp, const T *g, const T *inp, T *dw, T *db) {
+    for (int p = 0; p < o; p++) {
+        const T *gp = g + (long)p * Bp;
+        int k = 0;
+        for (; k + 4 <= i; k += 4) {
+            const T *u0 = inp + (long)k * Bp, *u1 = u0 + Bp, *u2 = u1 + Bp, *u3 = u2 + Bp;
+            V a0 = (V){0}, a1 = a0, a2 = a0, a3 = a0;
+            for (int q0 = 0; q0 < Bp; q0 += VL) {
+                V gv = *(const V *)(gp + q0);
+                a0 += gv * *(const V *)(u0 + q0), a1 += gv * *(const V *)(u1 + q0);
+                a2 += gv * *(const V *)(u2 + q0), a3 += gv * *(const V *)(u3 + q0);
+            }
+            T *d = dw + p * i + k;
+            d[0] = S(hsum)(a0), d[1] = S(hsum)(a1), d[2] = S(hsum)(a2), d[3] = S(hsum)(a3);
+        }
+        for (; k < i; k++) {
+            V a = (V){0};
+            for (int q0 = 0; q0 < Bp; q0 += VL) a += *(const V *)(gp + q0) * *(const V *)(inp + (long)k * Bp + q0);
+            dw[p * i + k] = S(hsum)(a);
+        }
+        V a = (V){0};
+        for (int q0 = 0; q0 < Bp; q0 += VL) a += *(const V *)(gp + q0);
+        db[p] = S(hsum)(a);
+    }
+}
+
+/* block j's state for run r: 0 kept by every example, 1 by none, 2 by some */
+static int S(kept)(const int *mode, const uint8_t *gate, int j, int r, int R, int B) {
+    if (mode[j] != 2) return mode[j];
+    const uint8_t *k = gate + ((long)j * R + r) * B;
+    int any = 0, all = 1;
+    for (int q = 0; q < B; q++) any |= k[q] != 0, all &= k[q] != 0;
+    return all ? 0 : any ? 2 : 1;
+}
+
+/* y = a + b on the B columns, b only where gate[q] (gate NULL: everywhere); padding 0 */
+static void S(add)(int W, int B, int Bp, const T *a, const T *b, const uint8_t *gate, T *y) {
+    for (int p = 0; p < W; p++) {
+        long o = (long)p * Bp;
+        if (gate)
+            for (int q = 0; q < B; q++) y[o + q] = a[o + q] + (gate[q] ? b[o + q] : 0);
+        else
+            for (int q = 0; q < B; q++) y[o + q] = a[o + q] + b[o + q];
+        for (int q = B; q < Bp; q++) y[o + q] = 0;
+    }
+}
+
+/* Forward of `depth` of the L blocks for runs 0..R-1 on x [R, din, B]: H [depth + 1, R, W, Bp] gets x_0..x_depth,
+ * A [depth, R, W, Bp] the hidden activations (a dropped block's unwritten), pred [n_ex, R, dout, B] the head's
+ * prediction at each exit depth ex[0] < ex[1] < ... <= depth; Bp: B rounded up to a multiple of VL (padding
+ * columns 0); scratch: (din + dout + W) x Bp. */
+void S(forward)(int R, int din, int W, int dout, int L, int depth, int B, const T *x, T *const *ptr, const long *rs,
+                const int *mode, const uint8_t *gate, int n_ex, const int *ex, T *H, T *A, T *pred, T *scratch) {
+    int Bp = (B + VL - 1) / VL * VL;
+    long hs = (long)R * W * Bp, wb = (long)W * Bp;
+    T *xs = scratch, *ps = xs + (long)din * Bp, *f = ps + (long)dout * Bp;
+    for (int r = 0; r < R; r++) {
+        const T *P[4 * L + 4];
+        for (int t = 0; t < 4 * L + 4; t++) P[t] = ptr[t] + r * rs[t];
+        T *h = H + r * wb;
+        S(pad)(x + (long)r * din * B, din, B, Bp, xs);
+        S(lin)(W, din, Bp, P[0], din, 1, P[1], xs, h, 0);
+        S(zpad)(h, W, B, Bp);
+        for (int j = 0, e = 0; j <= depth; j++) {
+            for (; e < n_ex && ex[e] == j; e++) {  /* the exits at depth j */
+                S(lin)(dout, W, Bp, P[2 + 4 * L], W, 1, P[3 + 4 * L], h, ps, 0);
+                for (int p = 0; p < dout; p++) memcpy(pred + (((long)e * R + r) * dout + p) * B, ps + (long)p * Bp, sizeof(T) * B);
+            }
+            if (j == depth) break;
+            T *hn = h + hs, *a = A + j * hs + r * wb;
+            const T **Q = P + 2 + 4 * j;
+            int k = S(kept)(mode, gate, j, r, R, B);
+            if (k == 1) {
+                memcpy(hn, h, sizeof(T) * wb);
+            } else {
+                S(lin)(W, W, Bp, Q[0], W, 1, Q[1], h, a, 0);
+                for (long e = 0; e < wb; e++) a[e] = a[e] > 0 ? a[e] : 0;
+                S(zpad)(a, W, B, Bp);
+                S(lin)(W, W, Bp, Q[2], W, 1, Q[3], a, f, 0);
+                S(add)(W, B, Bp, h, f, k == 2 ? gate + ((long)j * R + r) * B : 0, hn);
+            }
+            h = hn;
+        }
+    }
+}
+
+/* Backward of sum(g * pred) (g [n_ex, R, dout, B], the exits of `forward`) through the forward in H, A: writes
+ * the gradients of the layers with want[layer] (0 stem, 1..L blocks, L + 1 head; the head's summed over the exits,
+ * deepest first) through gptr/grs (as ptr/rs); the others get none, though the gradient flows through them to
+ * the stem. scratch: (din + dout + 3 W + dout (W + 1)) x Bp. */
+void S(backward)(int R, int din, int W, int dout, int L, int depth, int B, const T *x, T *const *ptr, const long *rs,
+                 T *const *gptr, const long *grs, const uint8_t *want, const int *mode, const uint8_t *gate, int n_ex,
+                 const int *ex, const T *H, const T *A, const T *g, T *scratch) {
+    int Bp = (B + VL - 1) / VL * VL;
+    long hs = (long)R * W * Bp, wb = (long)W * Bp;
+    T *xs = scratch, *ps = xs + (long)din * Bp, *gs = ps + (long)dout * Bp, *gf = gs + wb, *gz = gf + wb, *hw = gz + wb;
+    for (int r = 0; r < R; r++) {
+        const T *P[4 * L + 4];
+        T *G[4 * L + 4];
+        for (int t = 0; t < 4 * L + 4; t++) P[t] = ptr[t] + r * rs[t], G[t] = gptr[t] + r * grs[t];
+        memset(gs, 0, sizeof(T) * wb);
+        for (int j = depth, e = n_ex - 1; j >= 0; j--) {
+            for (; e >= 0 && ex[e] == j; e--) {  /* the exits at depth j: the head's gradient, and the state's */
+                S(pad)(g + ((long)e * R + r) * dout * B, dout, B, Bp, ps);
+                if (want[L + 1]) {
+                    int first = e == n_ex - 1;
+                    S(wgrad)(dout, W, Bp, ps, H + j * hs + r * wb, first ? G[2 + 4 * L] : hw, first ? G[3 + 4 * L] : hw + dout * W);
+                    for (int t = 0; !first && t < dout * W; t++) G[2 + 4 * L][t] += hw[t];
+                    for (int t = 0; !first && t < dout; t++) G[3 + 4 * L][t] += hw[dout * W + t];
+                }
+                S(lin)(W, dout, Bp, P[2 + 4 * L], 1, W, 0, ps, gs, 1);
+            }
+            if (j == 0) break;
+            int k = S(kept)(mode, gate, j - 1, r, R, B);
+            if (k == 1) {  /* dropped: by every run, no gradient; by this run only, a zero one (as autograd) */
+                if (want[j] && mode[j - 1] == 2)
+                    for (int t = 4 * j - 2; t < 4 * j + 2; t++) memset(G[t], 0, sizeof(T) * (t % 2 ? W : W * W));
+                continue;
+            }
+            const uint8_t *kg = k == 2 ? gate + ((long)(j - 1) * R + r) * B : 0;
+            const T *a = A + (j - 1) * hs + r * wb, **Q = P + 4 * j - 2;
+            const T *go = gs;
+            if (kg) {
+                for (int p = 0; p < W; p++)
+                    for (int q = 0; q < Bp; q++) gf[(long)p * Bp + q] = q < B && kg[q] ? gs[(long)p * Bp + q] : 0;
+                go = gf;
+            }
+            if (want[j]) S(wgrad)(W, W, Bp, go, a, G[4 * j], G[4 * j + 1]);
+            S(lin)(W, W, Bp, Q[2], 1, W, 0, go, gz, 0);
+            for (long e = 0; e < wb; e++) gz[e] = a[e] > 0 ? gz[e] : 0;
+            if (want[j]) S(wgrad)(W, W, Bp, gz, H + (j - 1) * hs + r * wb, G[4 * j - 2], G[4 * j - 1]);
+            if (!kg) {
+                S(lin)(W, W, Bp, Q[0], 1, W, 0, gz, gs, 1);
+            } else {
+                S(lin)(W, W, Bp, Q[0], 1, W, 0, gz, gf, 0);
+                S(add)(W, B, Bp, gs, gf, kg, gs);
+            }
+        }
+        if (want[0]) {
+            S(pad)(x + (long)r * din * B, din, B, Bp, xs);
+            S(wgrad)(W, din, Bp, gs, xs, G[0], G[1]);
+        }
+    }
+}
+
+/* Adam(W) on columns a..b-1 of one run's rows; kr: the run's keep per group (NULL: all), group: column -> group. A
+ * column not kept is rewritten with its own values (a select, so the loop vectorises): unchanged bit for bit. */
+NOFMA static inline void S(adam_span)(long a, long b, T *restrict p, const T *restrict g, T *restrict m, T *restrict v,
+                                T *restrict b1t, T *restrict b2t, const uint8_t *kr,
+                                const long *group, T lr, T decay, T b1, T b2, T c1, T c2, T eps, T wd, int coupled) {
+    for (long c = a; c < b; c++) {
+        T gc = coupled ? g[c] + wd * p[c] : g[c];
+        T b1n = b1t[c] * b1, b2n = b2t[c] * b2, mn = FMA(c1, gc - m[c], m[c]), vn = v[c] * b2 + c2 * gc * gc;
+        T pn = p[c] * decay - lr * ((mn / (1 - b1n)) / (SQRT(vn / (1 - b2n)) + eps));
+        int k = !kr || kr[group[c]];
+        b1t[c] = k ? b1n : b1t[c], b2t[c] = k ? b2n : b2t[c], m[c] = k ? mn : m[c], v[c] = k ? vn : v[c], p[c] = k ? pn : p[c];
+    }
+}
+
+/* One Adam(W) step on columns [lo[s], hi[s]) of the flat buffers [R, P] (row stride P), for the runs with run[r]
+ * (NULL: all) and, where keep [R, G] is given, the columns whose group keep[r, group[c]] holds; every other element
+ * keeps its value, moments and step count. lr, decay: per run; c1 = 1 - b1, c2 = 1 - b2. The arithmetic of
+ * lpa_core.optim.RunAdam, op for op (no fused multiply-adds: a masked and a plain step round alike), with
+ * denormals flushed to zero: beta1^t gets stuck at the least denormal (0.9 x it rounds back to it) and dead
+ * units' moments decay into denormals, which made every later step 9x slower; 1 - beta1^t and a step below the
+ * parameter's last bit are the same either way. */
+NOFMA void S(adam)(int R, long P, int n_spans, const long *lo, const long *hi, T *p, const T *g, T *m, T *v, T *b1t, T *b2t,
+             const uint8_t *run, const uint8_t *keep, int G, const long *group, const T *lr, const T *decay, T b1, T b2,
+             T c1, T c2, T eps, T wd, int coupled) {
+    FTZ_ON;
+    for (int r = 0; r < R; r++) {
+        if (run && !run[r]) continue;
+        long o = r * P;
+        for (int s = 0; s < n_spans; s++) {
+            T *pr = p + o, *mr = m + o, *vr = v + o, *b1r = b1t + o, *b2r = b2t + o;
+            const T *gr = g + o;
+            if (keep)
+                S(adam_span)(lo[s], hi[s], pr, gr, mr, vr, b1r, b2r, keep + (long)r * G, group, lr[r], decay[r], b1, b2, c1, c2, eps, wd, coupled);
+            else if (coupled)
+                S(adam_span)(lo[s], hi[s], pr, gr, mr, vr, b1r, b2r, 0, group, lr[r], decay[r], b1, b2, c1, c2, eps, wd, 1);
+            else
+                S(adam_span)(lo[s], hi[s], pr, gr, mr, vr, b1r, b2r, 0, group, lr[r], decay[r], b1, b2, c1, c2, eps, wd, 0);
+        }
+    }
+    FTZ_OFF;
+}
+#endif

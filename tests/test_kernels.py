@@ -1,0 +1,93 @@
+"""The compiled kernels of the surfaces' residual MLP (lpa_core.kernels): a run computes the same numbers bit for bit
+in any group as alone (float32 and float64), every paradigm trains through them, and a machine that cannot build
+them falls back to the PyTorch fast path. Their agreement with autograd is in tests/test_core.py (test_fast_*)."""
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from lpa_core import kernels
+from lpa_core.models import ResMLP
+from lpa_core.optim import RunAdam
+from lpa_core.paradigms import PARADIGMS
+from lpa_core.train import Context
+from tests.test_core import make_cfg
+
+pytestmark = pytest.mark.skipif(kernels.library() is None, reason="no C compiler: the kernels cannot be built here")
+SEEDS = (0, 1, 2)
+
+
+def model_and_opt(seeds, dtype):
+    m = ResMLP(seeds=seeds, width=6, depth=4).to(dtype)
+    return m, RunAdam([p for mod in (m.head, m.stem, *m.blocks) for p in mod.parameters()], lr=1e-2, weight_decay=0.1,
+                      groups=[list(b.parameters()) for b in m.blocks])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_run_steps_alike_in_a_group_and_alone(dtype):
+    """Forward, backward (with per-example layer dropout and two exits) and a masked Adam step on 3 runs at once,
+    and on each run alone with the same data: the same predictions, gradients and parameters, bit for bit."""
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(3, 2, 37, generator=gen, dtype=dtype), torch.randn(3, 1, 37, generator=gen, dtype=dtype)
+    keep = [None, torch.rand(3, 37, generator=gen) > 0.3, torch.tensor([[True], [False], [True]]), None]
+    blocks = torch.tensor([[True, True, True, False]] * 3)
+    blocks[1, 2] = False
+
+    def step(m, opt, rows):
+        with m.dropping([k if k is None else k[rows] for k in keep]):
+            preds, tape = m.tape(x[rows], exits=[2, 4])
+        m.backward(tape, preds - y[rows], {id(p) for p in m.params()})
+        opt.step(m.params(), blocks=blocks[rows])
+        return preds, [p.grad.clone() for p in m.kernel_params], opt.flat.clone()
+
+    group = step(*model_and_opt(SEEDS, dtype), slice(None))
+    for r, s in enumerate(SEEDS):
+        alone = step(*model_and_opt((s,), dtype), slice(r, r + 1))
+        assert torch.equal(group[0][:, r:r + 1], alone[0])
+        assert all(torch.equal(g[r:r + 1], a) for g, a in zip(group[1], alone[1]))
+        assert torch.equal(group[2][r:r + 1], alone[2])
+
+
+@pytest.mark.parametrize("paradigm", sorted(PARADIGMS))
+def test_every_paradigm_trains_a_run_alike_in_a_group_and_alone(paradigm):
+    """Two epochs of a group of 2 surfaces x 2 seeds against each run alone: weights and Adam state equal bit for bit
+    (layer dropout draws per seed, adaptive LPA's runs stop apart, float32)."""
+    kw = dict(paradigm=paradigm, epochs=2, adaptive_warmup=1, depth=4, layerdrop_rate=0.4, layerskip_pmax=0.3, weight_decay=0.1)
+    group = Context(make_cfg(datasets=("saddle", "high_freq"), seeds=(0, 1), **kw))
+    assert group.fast
+    for epoch in range(2):
+        PARADIGMS[paradigm](group, epoch)
+    for r, (d, s) in enumerate(group.cfg.runs):
+        alone = Context(make_cfg(datasets=(d,), seeds=(s,), **kw))
+        for epoch in range(2):
+            PARADIGMS[paradigm](alone, epoch)
+        for k in ("flat", "m", "v", "b1t", "b2t"):
+            assert torch.equal(getattr(group.opt, k)[r:r + 1], getattr(alone.opt, k)), (d, s, k)
+        assert group.flops[r] == alone.flops[0] and group.steps[r] == alone.steps[0]
+
+
+def test_denormals_are_flushed_inside_the_step_only():
+    """Adam runs with denormals flushed (beta1^t would otherwise stick at the least denormal and slow every step);
+    the thread's own floating-point mode is back afterwards."""
+    m, opt = model_and_opt(SEEDS, torch.float32)
+    opt.b1t.fill_(1e-45)  # the least float32 denormal: 0.9 x it rounds back to it
+    for p in m.parameters():
+        p.grad = torch.ones_like(p)
+    opt.step(m.params())
+    assert (opt.b1t[:, :10] == 0).all()
+    assert float(torch.tensor([1e-40]) * 1.0) != 0.0
+
+
+def test_a_machine_that_cannot_build_them_trains_on_the_pytorch_path(tmp_path):
+    """No working compiler and an empty cache: one line on stderr, and the job trains on the PyTorch fast path."""
+    code = ("import torch; from lpa_core import kernels; from lpa_core.train import Context; from lpa_core.paradigms import PARADIGMS; "
+            "from tests.test_core import make_cfg; assert kernels.library() is None; "
+            "ctx = Context(make_cfg()); PARADIGMS['lpa'](ctx, 0); x, y = next(ctx.batches()); "
+            "print(type(ctx.model.tape(x)[1]).__module__, int(ctx.steps[0]))")
+    env = {"PATH": "/usr/bin:/bin", "CC": "false", "LPA_KERNEL_CACHE": str(tmp_path / "cache"), "HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=kernels.SOURCE.parent.parent)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["lpa_core.models", "24"]
+    assert out.stderr.count("lpa_core.kernels: cannot build") == 1
+    assert not list((tmp_path / "cache").glob("*.so"))
