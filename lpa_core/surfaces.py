@@ -6,9 +6,11 @@ history.csv (train/test error at full depth per evaluated epoch), summary.csv (o
 (predictions on a plotting grid at every depth, float16, and the truth, for the first cfg.grid_seeds seeds of each
 dataset); layerdrop runs add pruned.csv (test error of LayerDrop's pruned sub-networks).
 
-Speed: on the cascade ReLU MLP `loss` runs the model's fast path (lpa_core.models.ResMLP.tape/backward: no autograd,
-the same numbers bit for bit); LPA_FAST=0 in the environment selects autograd instead (a debugging aid; other
-topologies and activations always use it). benchmarks/profile_step.py and table1_speed.py measure both.
+Speed: on the cascade ReLU MLP `loss` (and `exits`, `evaluate`) run the model's fast path: the compiled kernels of
+lpa_core.kernels (forward, backward and Adam for every run in one call each; autograd's numbers to rounding) or,
+where they cannot be built or LPA_KERNEL=torch, PyTorch ops without autograd (lpa_core.models.ResMLP.tape/backward:
+autograd's numbers bit for bit). LPA_FAST=0 in the environment selects autograd (a debugging aid; other topologies
+and activations always use it). run.json's `kernel` says which ran; benchmarks/table1_speed.py measures them.
 """
 import math
 import os
@@ -80,6 +82,7 @@ class SurfaceTask(Task):
         order = [p for mod in (m.head, m.stem, *m.blocks) for p in mod.parameters()]
         self.opt = RunAdam(order, lr=self.lr_value(cfg.run_lrs), weight_decay=cfg.weight_decay, groups=[list(b.parameters()) for b in m.blocks])
         self.fast = m.fast and self.kind == "regression" and os.environ.get("LPA_FAST", "1") != "0"  # hand-written backward (MSE)
+        self.kernel = kernels.used(self.x_train) if self.fast else "autograd"  # what trains: c, torch or autograd (run.json)
         self.gens = [torch.Generator().manual_seed(2_000_003 + s) for _, s in cfg.runs]  # batch order per run
         self.lr = self.opt.lr
         self.counters()
@@ -160,7 +163,7 @@ class SurfaceTask(Task):
 
     def describe(self):
         return (f"{self.n_runs} runs x {self.n_params} params, {self.cfg.epochs} epochs of "
-                f"{math.ceil(self.n_train / self.cfg.batch_size)} batches")
+                f"{math.ceil(self.n_train / self.cfg.batch_size)} batches ({self.kernel})")
 
     def lr_value(self, lrs):
         """The optimizer's lr for per-run rates `lrs`: one float where every run has the same (the plain in-place

@@ -223,6 +223,8 @@ def write_outputs(ctx, out, history, diverged_at, start, wall, scale="adhoc"):
     prov = io.provenance(cfg.device)
     prov["versions"].update(getattr(ctx, "versions", {}))  # the libraries a task builds on (vision: torchvision, timm)
     prov["precision"] = getattr(ctx, "precision", "fp32")  # what ran: bf16 autocast or fp32 (lpa_core.task)
+    if hasattr(ctx, "kernel"):  # surfaces: the step's implementation (c, torch or autograd: lpa_core.surfaces)
+        prov["kernel"] = ctx.kernel
     if hasattr(ctx.model, "topology"):  # surfaces; the vision stacks keep their library's shortcuts
         io.write_csv(out / "coeffs.csv", key_columns(cfg) + ["topology", "j", "i", "p"],  # shortcut coefficients (NaN: diverged run)
                      [run_keys(cfg, r) + [cfg.topology, j, i, float("nan") if ctx.bad[r] else p] for r, j, i, p in coefficients(ctx.model)])
