@@ -46,21 +46,22 @@ typedef T S(v4) __attribute__((vector_size(4 * sizeof(T))));
 #define V S(vec)
 
 /* out[o, Bp] = W x + b, or (acc) out += W x, on rows of Bp (a multiple of VL) columns; W[p, k] = w[p * ws + k * wc]
- * (ws = i, wc = 1: W; ws = 1, wc = o: its transpose). RB output rows by VL columns stay in registers over k. */
-#define RB 4
+ * (ws = i, wc = 1: W; ws = 1, wc = o: its transpose). Five output rows (the width 10 in two blocks) by VL columns
+ * stay in registers over k. */
 static void S(lin)(int o, int i, int Bp, const T *w, long ws, long wc, const T *b, const T *x, T *out, int acc) {
     for (int q0 = 0; q0 < Bp; q0 += VL) {
         int p = 0;
-        for (; p + RB <= o; p += RB) {
-            V a[RB];
-            for (int r = 0; r < RB; r++)
-                a[r] = acc ? *(V *)(out + (long)(p + r) * Bp + q0) : (V){0} + (b ? b[p + r] : 0);
+        for (; p + 5 <= o; p += 5) {
+            T *y = out + (long)p * Bp + q0;
+            V a0 = (V){0}, a1 = a0, a2 = a0, a3 = a0, a4 = a0;
+            if (acc) a0 = *(V *)y, a1 = *(V *)(y + Bp), a2 = *(V *)(y + 2 * Bp), a3 = *(V *)(y + 3 * Bp), a4 = *(V *)(y + 4 * Bp);
+            else if (b) a0 += b[p], a1 += b[p + 1], a2 += b[p + 2], a3 += b[p + 3], a4 += b[p + 4];
             for (int k = 0; k < i; k++) {
                 V xk = *(const V *)(x + (long)k * Bp + q0);
                 const T *wk = w + p * ws + k * wc;
-                for (int r = 0; r < RB; r++) a[r] += wk[r * ws] * xk;
+                a0 += wk[0] * xk, a1 += wk[ws] * xk, a2 += wk[2 * ws] * xk, a3 += wk[3 * ws] * xk, a4 += wk[4 * ws] * xk;
             }
-            for (int r = 0; r < RB; r++) *(V *)(out + (long)(p + r) * Bp + q0) = a[r];
+            *(V *)y = a0, *(V *)(y + Bp) = a1, *(V *)(y + 2 * Bp) = a2, *(V *)(y + 3 * Bp) = a3, *(V *)(y + 4 * Bp) = a4;
         }
         for (; p < o; p++) {
             V *y = (V *)(out + (long)p * Bp + q0), a = acc ? *y : (V){0} + (b ? b[p] : 0);
