@@ -107,15 +107,17 @@ _POINTERS = {}
 
 def pointers(tensors):
     """(addresses of run 0's block, run strides) of [R, ...] tensors, each contiguous within a run, as int64 tensors;
-    cached by the addresses (checked when first seen: a tensor that moves changes its address)."""
-    key = tuple([t.data_ptr() for t in tensors])
+    cached by addresses and strides both (memory freed by one model and reused by the next can come back at the
+    same address with another run stride: a one-run model's size-1 run axis has any stride)."""
+    key = tuple([t.data_ptr() for t in tensors] + [t.stride(0) for t in tensors])
     got = _POINTERS.get(key)
     if got is None:
         if not all(t[0].is_contiguous() for t in tensors):
             raise ValueError("kernels: a parameter or gradient is not contiguous within its run")
         if len(_POINTERS) > 256:
             _POINTERS.clear()
-        got = _POINTERS[key] = (torch.tensor(key, dtype=torch.int64), torch.tensor([t.stride(0) for t in tensors], dtype=torch.int64))
+        n = len(tensors)
+        got = _POINTERS[key] = (torch.tensor(key[:n], dtype=torch.int64), torch.tensor(key[n:], dtype=torch.int64))
     return got
 
 

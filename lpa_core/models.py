@@ -68,6 +68,19 @@ class ResidualStack(nn.Module):
         else:
             self.flop_all[j] += c
 
+    def count_blocks(self, x, keeps):
+        """count(j, x, keeps[j - 1]) for blocks j = 1..len(keeps), the per-run masks in one go (the same sums)."""
+        per_run = [j for j, k in enumerate(keeps, 1) if torch.is_tensor(k) and k.dim() == 2]
+        for j, k in enumerate(keeps, 1):
+            if j not in per_run:
+                self.count(j, x, k)
+        if self.flop_all is None or not per_run:
+            return
+        if self.flop_runs is None:
+            self.flop_runs = torch.zeros(self.n_runs, len(self.layer_flops), dtype=torch.float64)
+        ran = torch.stack([keeps[j - 1].amax(1) > 0 for j in per_run], 1).cpu()  # [R, blocks]: the run kept some example
+        self.flop_runs[:, per_run] += torch.tensor([float(self.layer_flops[j] * self.examples(x)) for j in per_run], dtype=torch.float64) * ran
+
     @contextlib.contextmanager
     def dropping(self, keep):
         """Layer dropout for the forwards inside: keep = one entry per block (a bool, or a bool tensor [B] per
@@ -298,8 +311,7 @@ class ResMLP(ResidualStack):
         self.count(0, x)
         for _ in exits or [depth]:
             self.count(len(self.blocks) + 1, x)
-        for j, k in enumerate(keeps, 1):
-            self.count(j, x, k)
+        self.count_blocks(x, keeps)
         if kernels.available(x):
             pred, tape = kernels.forward(self.kernel_params, x, keeps, exits or [depth])
             return (pred if exits else pred[0]), tape

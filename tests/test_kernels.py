@@ -91,3 +91,14 @@ def test_a_machine_that_cannot_build_them_trains_on_the_pytorch_path(tmp_path):
     assert out.stdout.split() == ["lpa_core.models", "24"]
     assert out.stderr.count("lpa_core.kernels: cannot build") == 1
     assert not list((tmp_path / "cache").glob("*.so"))
+
+
+def test_pointers_tell_apart_tensors_at_one_address_with_another_run_stride():
+    """A one-run model's run axis has any stride (a view of [1, P] keeps out x in), and freed memory comes back at the
+    same address: the cached pointers must key on the strides too, or a later group reads the wrong rows."""
+    buf = torch.zeros(3, 50)
+    one = buf[:1, 10:30].view(1, 4, 5)
+    group = buf[:, 10:30].view(3, 4, 5)
+    assert one.data_ptr() == group.data_ptr() and one.stride(0) != group.stride(0)
+    assert kernels.pointers([one])[1].tolist() == [one.stride(0)]
+    assert kernels.pointers([group])[1].tolist() == [50]
