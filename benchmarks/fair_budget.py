@@ -45,9 +45,10 @@ COST_KEYS = ("paradigm", "width", "depth", "n_train", "n_val", "n_test", "batch_
 
 
 def fair_jobs(scale):
-    """[(tune folder relative to results/runs/<scale>/fair, {option: value})] of the workflow's fair target."""
+    """[(tune folder relative to results/runs/<scale>/fair, {option: value})] of the workflow's fair target, every job
+    (--forceall: cached tune folders count too)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    r = subprocess.run([str(Path(sys.executable).with_name("snakemake")), "-n", "-p", "fair", "--config", f"scale={scale}",
+    r = subprocess.run([str(Path(sys.executable).with_name("snakemake")), "-n", "-p", "--forceall", "fair", "--config", f"scale={scale}",
                         "cached_only=false"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     if r.returncode:
         raise SystemExit(f"snakemake -n fair: {r.stderr.strip().splitlines()[-1]}")

@@ -9,6 +9,7 @@ and the `--top` ops by self CPU time. It profiles this checkout's `lpa_core`, or
 (benchmarks/table1_speed.py runs it on both); LPA_FAST=0 selects the autograd path.
 """
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from torch.profiler import ProfilerActivity, profile
+from torch.profiler import ProfilerActivity, profile, record_function
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, os.environ.get("LPA_CODE", str(ROOT)))  # the lpa_core profiled: this checkout's, or the tree LPA_CODE names
@@ -35,8 +36,33 @@ def job(paradigm, batches):
     return SurfaceTask(cfg)
 
 
-CATEGORIES = {"matmul": ("aten::bmm", "aten::baddbmm"), "optimizer/masks": ("aten::where", "aten::lerp", "aten::sqrt", "aten::div",
+CATEGORIES = {"compiled kernels": ("kernels::",), "matmul": ("aten::bmm", "aten::baddbmm"), "optimizer/masks": ("aten::where", "aten::lerp", "aten::sqrt", "aten::div",
               "aten::copy_", "aten::fill_", "aten::zero_", "aten::cat"), "autograd engine": ("autograd::", "AccumulateGrad", "Backward")}
+
+
+@contextlib.contextmanager
+def traced_kernels():
+    """Each call of the compiled kernels (lpa_core.kernels, where the profiled code has them) as a profiler event
+    'kernels::<name>' while inside: they are no torch ops, so the profiler would not see their time otherwise."""
+    try:
+        from lpa_core import kernels
+    except ImportError:
+        yield
+        return
+    fn = kernels.fn
+
+    def traced(name, dtype):
+        call = fn(name, dtype)
+
+        def run(*args):
+            with record_function(f"kernels::{name}"):
+                return call(*args)
+        return run
+    kernels.fn = traced
+    try:
+        yield
+    finally:
+        kernels.fn = fn
 
 
 def category(name):
@@ -60,7 +86,7 @@ def profile_one(name, batches, repeats):
     ms = 1e3 * sorted(times)[len(times) // 2] / batches
     steps = (int(ctx.steps.max()) - steps0) / (batches * repeats)
     steps1 = int(ctx.steps.max())
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CPU]) as prof, traced_kernels():
         PARADIGMS[name](ctx, ctx.cfg.epochs // 2)
     events = prof.events()
     # an op dispatched from Python or by the autograd engine (not one nested inside another aten op)

@@ -142,19 +142,20 @@ static void S(add)(int W, int B, int Bp, const T *a, const T *b, const uint8_t *
     }
 }
 
-/* Forward of `depth` of the L blocks for runs 0..R-1 on x [R, din, B]: H [depth + 1, R, W, Bp] gets x_0..x_depth,
- * A [depth, R, W, Bp] the hidden activations (a dropped block's unwritten), pred [n_ex, R, dout, B] the head's
- * prediction at each exit depth ex[0] < ex[1] < ... <= depth; Bp: B rounded up to a multiple of VL (padding
- * columns 0); scratch: (din + dout + W) x Bp. */
+/* Forward of `depth` of the L blocks for runs 0..R-1 on x [R, din, B]: pred [n_ex, R, dout, B] gets the head's
+ * prediction at each exit depth ex[0] < ex[1] < ... <= depth. With `tape`, H [depth + 1, R, W, Bp] gets x_0..x_depth
+ * and A [depth, R, W, Bp] the hidden activations (a dropped block's unwritten), for `backward`; without, H and A are
+ * [W, Bp] each, rewritten in place (evaluation). Bp: B rounded up to a multiple of VL (padding columns 0);
+ * scratch: (din + dout + W) x Bp. */
 void S(forward)(int R, int din, int W, int dout, int L, int depth, int B, const T *x, T *const *ptr, const long *rs,
-                const int *mode, const uint8_t *gate, int n_ex, const int *ex, T *H, T *A, T *pred, T *scratch) {
+                const int *mode, const uint8_t *gate, int n_ex, const int *ex, int tape, T *H, T *A, T *pred, T *scratch) {
     int Bp = (B + VL - 1) / VL * VL;
-    long hs = (long)R * W * Bp, wb = (long)W * Bp;
+    long wb = (long)W * Bp, hs = tape ? R * wb : 0, rb = tape ? wb : 0;
     T *xs = scratch, *ps = xs + (long)din * Bp, *f = ps + (long)dout * Bp;
     for (int r = 0; r < R; r++) {
         const T *P[4 * L + 4];
         for (int t = 0; t < 4 * L + 4; t++) P[t] = ptr[t] + r * rs[t];
-        T *h = H + r * wb;
+        T *h = H + r * rb;
         S(pad)(x + (long)r * din * B, din, B, Bp, xs);
         S(lin)(W, din, Bp, P[0], din, 1, P[1], xs, h, 0);
         S(zpad)(h, W, B, Bp);
@@ -164,11 +165,11 @@ void S(forward)(int R, int din, int W, int dout, int L, int depth, int B, const 
                 for (int p = 0; p < dout; p++) memcpy(pred + (((long)e * R + r) * dout + p) * B, ps + (long)p * Bp, sizeof(T) * B);
             }
             if (j == depth) break;
-            T *hn = h + hs, *a = A + j * hs + r * wb;
+            T *hn = h + hs, *a = A + j * hs + r * rb;
             const T **Q = P + 2 + 4 * j;
             int k = S(kept)(mode, gate, j, r, R, B);
             if (k == 1) {
-                memcpy(hn, h, sizeof(T) * wb);
+                if (hn != h) memcpy(hn, h, sizeof(T) * wb);
             } else {
                 S(lin)(W, W, Bp, Q[0], W, 1, Q[1], h, a, 0);
                 for (long e = 0; e < wb; e++) a[e] = a[e] > 0 ? a[e] : 0;

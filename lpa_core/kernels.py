@@ -31,7 +31,7 @@ FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-std=gnu11", "-shared", "-f
 DTYPES = {torch.float32: ("f32", ctypes.c_float), torch.float64: ("f64", ctypes.c_double)}
 P, I, L = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
 SIGNATURES = {  # argument types after the dtype's own scalars are filled in (S: the dtype's C scalar)
-    "forward": [I, I, I, I, I, I, I, P, P, P, P, P, I, P, P, P, P, P],
+    "forward": [I, I, I, I, I, I, I, P, P, P, P, P, I, P, I, P, P, P, P],
     "backward": [I, I, I, I, I, I, I, P, P, P, P, P, P, P, P, I, P, P, P, P, P],
     "adam": [I, L, I, P, P, P, P, P, P, P, P, P, P, I, P, P, P, "S", "S", "S", "S", "S", "S", I],
 }
@@ -121,13 +121,29 @@ def pointers(tensors):
     return got
 
 
+class Workspace:
+    """The buffers a model's training forwards reuse for their tapes (states and activations: megabytes a step that
+    would otherwise go back to the system and fault in again). One tape at a time: a later forward takes the buffers
+    over, and `backward` on the earlier tape then refuses."""
+
+    def __init__(self):
+        self.buf, self.gen = None, 0
+
+    def take(self, n, like):
+        """A flat buffer of n elements like `like`, and the generation that now owns it."""
+        if self.buf is None or self.buf.numel() < n or self.buf.dtype != like.dtype or self.buf.device != like.device:
+            self.buf = like.new_empty(n)
+        self.gen += 1
+        return self.buf[:n], self.gen
+
+
 class Tape:
     """What `forward` keeps for `backward`: the input, x_0..x_depth (H), the hidden activations (A), the blocks'
-    keep modes and gates, the depth and the exit depths."""
-    __slots__ = ("x", "H", "A", "mode", "gate", "depth", "exits")
+    keep modes and gates, the depth, the exit depths, and the workspace generation that owns H and A."""
+    __slots__ = ("x", "H", "A", "mode", "gate", "depth", "exits", "ws", "gen")
 
-    def __init__(self, x, H, A, mode, gate, depth, exits):
-        self.x, self.H, self.A, self.mode, self.gate, self.depth, self.exits = x, H, A, mode, gate, depth, exits
+    def __init__(self, x, H, A, mode, gate, depth, exits, ws, gen):
+        self.x, self.H, self.A, self.mode, self.gate, self.depth, self.exits, self.ws, self.gen = x, H, A, mode, gate, depth, exits, ws, gen
 
 
 @functools.lru_cache(maxsize=64)
@@ -150,11 +166,12 @@ def keep_modes(keeps, R, B):
     return mode, gate
 
 
-def forward(params, x, keeps, exits):
-    """(predictions [n_exits, R, d_out, B], Tape) of the residual MLP whose parameters are `params` (weight and bias
-    of the stem, of fc1 and fc2 of each block, of the head: 4 L + 4 tensors [R, out, in], [R, out, 1]) on input x
-    [R, d_in, B], through the first len(keeps) blocks (keeps: one keep mask per block) and the shared head at each
-    of the increasing depths `exits` (the last at most len(keeps))."""
+def forward(params, x, keeps, exits, workspace=None):
+    """(predictions [n_exits, R, d_out, B], Tape or None) of the residual MLP whose parameters are `params` (weight
+    and bias of the stem, of fc1 and fc2 of each block, of the head: 4 L + 4 tensors [R, out, in], [R, out, 1]) on
+    input x [R, d_in, B], through the first len(keeps) blocks (keeps: one keep mask per block) and the shared head
+    at each of the increasing depths `exits` (the last at most len(keeps)). With a Workspace, the tape for
+    `backward` (in its buffers); without, no tape (evaluation: one run's states at a time)."""
     x = x.contiguous()
     R, din, B = x.shape
     W, dout, depth, n_blocks = params[0].shape[1], params[-1].shape[1], len(keeps), len(params) // 4 - 1
@@ -162,16 +179,24 @@ def forward(params, x, keeps, exits):
     mode, gate = keep_modes(keeps, R, B)
     ex = constant(tuple(exits), torch.int32)
     Bp = -(-B // VL) * VL
-    H, A, scratch = x.new_empty(depth + 1, R, W, Bp), x.new_empty(max(depth, 1), R, W, Bp), x.new_empty(din + dout + W, Bp)
-    pred = x.new_empty(len(exits), R, dout, B)
+    if workspace is None:
+        H, A, gen = x.new_empty(W, Bp), x.new_empty(W, Bp), None
+    else:
+        nH, nA = (depth + 1) * R * W * Bp, max(depth, 1) * R * W * Bp
+        buf, gen = workspace.take(nH + nA, x)
+        H, A = buf[:nH].view(depth + 1, R, W, Bp), buf[nH:].view(max(depth, 1), R, W, Bp)
+    pred, scratch = x.new_empty(len(exits), R, dout, B), x.new_empty(din + dout + W, Bp)
     fn("forward", x.dtype)(R, din, W, dout, n_blocks, depth, B, x.data_ptr(), ptr.data_ptr(), rs.data_ptr(), mode.data_ptr(),
-                           gate.data_ptr(), len(exits), ex.data_ptr(), H.data_ptr(), A.data_ptr(), pred.data_ptr(), scratch.data_ptr())
-    return pred, Tape(x, H, A, mode, gate, depth, ex)
+                           gate.data_ptr(), len(exits), ex.data_ptr(), int(workspace is not None), H.data_ptr(), A.data_ptr(),
+                           pred.data_ptr(), scratch.data_ptr())
+    return pred, None if workspace is None else Tape(x, H, A, mode, gate, depth, ex, workspace, gen)
 
 
 def backward(params, tape, g, want):
     """Gradients of sum(g * predictions) (g [n_exits, R, d_out, B]) into the .grad of the layers with want[i] (stem,
     blocks 1..L, head; a missing .grad is made); the others get none, though the gradient flows through them."""
+    if tape.ws.gen != tape.gen:
+        raise RuntimeError("backward: a later forward has reused this tape's buffers (take each step before the next forward)")
     grads = [p.grad for p in params]
     if any(gr is None for gr in grads):
         layer = lambda i: range(2) if i == 0 else range(len(params) - 2, len(params)) if i == len(want) - 1 else range(4 * i - 2, 4 * i + 2)  # noqa: E731

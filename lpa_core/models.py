@@ -299,6 +299,7 @@ class ResMLP(ResidualStack):
         self.fast = isinstance(self.topology, Cascade) and activation == "relu"
         lins = (self.stem, *(f for b in self.blocks for f in (b.fc1, b.fc2)), self.head)
         self.kernel_params = [p for m in lins for p in (m.weight, m.bias)]  # lpa_core.kernels' order
+        self.workspace = kernels.Workspace()  # the training tapes' buffers
         self.layer_flops = [2 * sum(p[0].numel() for n, p in m.named_parameters() if n.endswith("weight")) for m in self.layers()]
 
     @torch.no_grad()
@@ -313,7 +314,7 @@ class ResMLP(ResidualStack):
             self.count(len(self.blocks) + 1, x)
         self.count_blocks(x, keeps)
         if kernels.available(x):
-            pred, tape = kernels.forward(self.kernel_params, x, keeps, exits or [depth])
+            pred, tape = kernels.forward(self.kernel_params, x, keeps, exits or [depth], self.workspace)
             return (pred if exits else pred[0]), tape
         if exits:
             raise ValueError("tape: exits need the compiled kernels (lpa_core.kernels)")
@@ -331,6 +332,14 @@ class ResMLP(ResidualStack):
             acts.append(a)
             gates.append(k)
         return self.head(h), Tape(x, xs, acts, gates)
+
+    @torch.no_grad()
+    def predict(self, x, depths):
+        """Predictions [len(depths), R, d_out, B] of the shared head at the increasing `depths` (the compiled kernels,
+        no tape: evaluation; FLOPs are not counted); None where the kernels do not run here."""
+        if not (self.fast and kernels.available(x)):
+            return None
+        return kernels.forward(self.kernel_params, x, [self.kept(j) for j in range(1, depths[-1] + 1)], depths)[0]
 
     @torch.no_grad()
     def backward(self, tape, g, params):

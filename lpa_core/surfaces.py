@@ -26,9 +26,6 @@ from lpa_core.registry import create_model
 from lpa_core.task import HISTORY, KEYS, PRUNED, SUMMARY, Task  # noqa: F401 (KEYS: read from here by the loop and the one-run tasks)
 
 
-EVAL_CHUNK = 2048  # points per evaluation forward on the compiled kernels (bounds the tape's memory)
-
-
 def run_keys(cfg, r):
     """Run r's key columns: KEYS, and base_lr in a job of learning-rate trials (cfg.lrs: one run per dataset, seed
     and lr; lpa_core.tune)."""
@@ -180,10 +177,10 @@ class SurfaceTask(Task):
     @torch.no_grad()
     def predictions(self, x, depths):
         """[(depth, prediction [R, d_out, N])] of the shared head at `depths` (increasing): on the fast path with the
-        compiled kernels one forward per EVAL_CHUNK points, else the model's features."""
-        if self.fast and kernels.available(x):
-            chunks = [self.model.tape(x[..., i:i + EVAL_CHUNK], exits=list(depths))[0] for i in range(0, x.shape[-1], EVAL_CHUNK)]
-            return list(zip(depths, torch.cat(chunks, -1)))
+        compiled kernels one forward of every point (lpa_core.models.ResMLP.predict), else the model's features."""
+        pred = self.model.predict(x, depths) if self.fast else None
+        if pred is not None:
+            return list(zip(depths, pred))
         feats = self.model.features(x, depths[-1])
         return [(d, self.model.head(feats[d - 1])) for d in depths]
 

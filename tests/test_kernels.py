@@ -102,3 +102,17 @@ def test_pointers_tell_apart_tensors_at_one_address_with_another_run_stride():
     assert one.data_ptr() == group.data_ptr() and one.stride(0) != group.stride(0)
     assert kernels.pointers([one])[1].tolist() == [one.stride(0)]
     assert kernels.pointers([group])[1].tolist() == [50]
+
+
+def test_a_tape_whose_buffers_a_later_forward_took_is_refused_and_evaluation_needs_none():
+    """Training forwards share the model's workspace: backward on a tape after a later forward refuses (never a
+    silent wrong gradient). Evaluation takes no tape and predicts the same numbers."""
+    m, _ = model_and_opt(SEEDS, torch.float32)
+    x = torch.randn(3, 2, 50, generator=torch.Generator().manual_seed(0))
+    pred, first = m.tape(x, 2)
+    m.tape(x, 4)
+    with pytest.raises(RuntimeError, match="later forward has reused"):
+        m.backward(first, pred, {id(p) for p in m.params(2)})
+    full, tape = m.tape(x)
+    assert torch.equal(m.predict(x, [2, 4]), torch.stack([pred, full]))
+    m.backward(tape, full, {id(p) for p in m.params()})  # the latest tape is fine
