@@ -82,16 +82,8 @@ def test_gradual_curriculum_enables_from_the_last_block_down():
 def test_layerskip_takes_the_exits_the_curriculum_names_at_each_step(monkeypatch):
     """Over two epochs of 4 batches (rotational, C = 2): the depths whose loss enters each step."""
     ctx = Context(make_cfg(paradigm="layerskip", epochs=2, layerskip_rotation=2))
-    used, feats, real = [], {}, ctx.model.features
-
-    def features(x, depth=None):
-        hs = real(x, depth)
-        feats.update({id(h): d for d, h in enumerate(hs, 1)})
-        used.append([])
-        return hs
-    monkeypatch.setattr(ctx.model, "features", features)
-    loss_at = ctx.loss_at
-    monkeypatch.setattr(ctx, "loss_at", lambda h, y: used[-1].append(feats[id(h)]) or loss_at(h, y))
+    used, exits = [], ctx.exits
+    monkeypatch.setattr(ctx, "exits", lambda x, y, depths, weights=None: used.append(list(depths)) or exits(x, y, depths, weights))
     run_epochs(ctx, "layerskip")
     assert used == [exit_depths(L, "rotational", t, 0.0, 2) for t in range(8)] == [[2, 4, 5], [1, 3, 5]] * 4
     assert int(ctx.state["layerskip_step"]) == 8
