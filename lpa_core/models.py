@@ -60,26 +60,29 @@ class ResidualStack(nn.Module):
         the run kept some example ([R, 1] or [R, B] masks; a [B] mask is every run's)."""
         if self.flop_all is None or k is False:
             return
-        c = self.layer_flops[j] * self.examples(x)
         if torch.is_tensor(k) and k.dim() == 2:
-            if self.flop_runs is None:
-                self.flop_runs = torch.zeros(self.n_runs, len(self.layer_flops), dtype=torch.float64)
-            self.flop_runs[:, j] += c * (k.amax(1) > 0).cpu()
+            self.count_runs(x, [(j, k)])
         else:
-            self.flop_all[j] += c
+            self.flop_all[j] += self.layer_flops[j] * self.examples(x)
 
     def count_blocks(self, x, keeps):
         """count(j, x, keeps[j - 1]) for blocks j = 1..len(keeps), the per-run masks in one go (the same sums)."""
-        per_run = [j for j, k in enumerate(keeps, 1) if torch.is_tensor(k) and k.dim() == 2]
+        per_run = [(j, k) for j, k in enumerate(keeps, 1) if torch.is_tensor(k) and k.dim() == 2]
         for j, k in enumerate(keeps, 1):
-            if j not in per_run:
+            if not (torch.is_tensor(k) and k.dim() == 2):
                 self.count(j, x, k)
-        if self.flop_all is None or not per_run:
+        if per_run:
+            self.count_runs(x, per_run)
+
+    def count_runs(self, x, blocks):
+        """Forward FLOPs of blocks [(j, mask [R, B] or [R, 1])] for each run that kept some example of block j."""
+        if self.flop_all is None:
             return
         if self.flop_runs is None:
             self.flop_runs = torch.zeros(self.n_runs, len(self.layer_flops), dtype=torch.float64)
-        ran = torch.stack([keeps[j - 1].amax(1) > 0 for j in per_run], 1).cpu()  # [R, blocks]: the run kept some example
-        self.flop_runs[:, per_run] += torch.tensor([float(self.layer_flops[j] * self.examples(x)) for j in per_run], dtype=torch.float64) * ran
+        js = [j for j, _ in blocks]
+        ran = torch.stack([k.amax(1) > 0 for _, k in blocks], 1).cpu()  # [R, blocks]: the run kept some example
+        self.flop_runs[:, js] += torch.tensor([float(self.layer_flops[j] * self.examples(x)) for j in js], dtype=torch.float64) * ran
 
     @contextlib.contextmanager
     def dropping(self, keep):

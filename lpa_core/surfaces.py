@@ -23,7 +23,7 @@ from lpa_core import io, kernels, tabular
 from lpa_core.data import grid, make_surface, make_val, surface
 from lpa_core.optim import RunAdam
 from lpa_core.registry import create_model
-from lpa_core.task import HISTORY, KEYS, PRUNED, SUMMARY, Task  # noqa: F401 (KEYS: read from here by the loop and the one-run tasks)
+from lpa_core.task import HISTORY, KEYS, PRUNED, SUMMARY, Task, weighted_sum  # noqa: F401 (KEYS: read from here by the loop and the one-run tasks)
 
 
 def run_keys(cfg, r):
@@ -131,11 +131,8 @@ class SurfaceTask(Task):
         if not (self.fast and kernels.available(x)):
             return super().exits(x, y, depths, weights)
         preds, tape = self.model.tape(x, exits=depths)
-        err = preds - y
-        mse, loss, ws = err.pow(2).mean(dim=(2, 3)), None, weights or [1] * len(depths)
-        for m, w in zip(mse, ws):
-            term = m if w == 1 else w * m
-            loss = term if loss is None else loss + term
+        err, ws = preds - y, weights or [1] * len(depths)
+        loss = weighted_sum(list(err.pow(2).mean(dim=(2, 3))), ws)
         loss.tape = (tape, err * torch.tensor(ws, dtype=err.dtype).view(-1, 1, 1, 1) * (2.0 / err[0, 0].numel()), self.opt.n_steps)
         return loss
 

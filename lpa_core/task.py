@@ -33,6 +33,15 @@ SUMMARY = KEYS + ["status", "diverged_epoch", "steps", "samples", "flops", "wall
 PRUNED = KEYS + ["rate", "blocks_kept", "metric", "value", "status"]  # layerdrop runs: LayerDrop's pruned sub-networks
 
 
+def weighted_sum(terms, weights=None):
+    """terms[0] w0 + terms[1] w1 + ..., in that order; a weight of 1 (the default) multiplies nothing."""
+    loss = None
+    for term, w in zip(terms, weights or [1] * len(terms)):
+        term = term if w == 1 else w * term
+        loss = term if loss is None else loss + term
+    return loss
+
+
 class Task:
     log = staticmethod(lambda msg: print(msg, file=sys.stderr, flush=True))
 
@@ -106,12 +115,8 @@ class Task:
     def exits(self, x, y, depths, weights=None):
         """Per-run loss [R]: sum over `depths` (increasing) of weight x the loss through the shared head at that
         depth, from one forward (deep supervision, LayerSkip's early exits); weights default to 1."""
-        hs, loss = self.model.features(x, depths[-1]), None
-        for d, w in zip(depths, weights or [1] * len(depths)):
-            term = self.loss_at(hs[d - 1], y)
-            term = term if w == 1 else w * term
-            loss = term if loss is None else loss + term
-        return loss
+        hs = self.model.features(x, depths[-1])
+        return weighted_sum([self.loss_at(hs[d - 1], y) for d in depths], weights)
 
     @contextlib.contextmanager
     def uncounted(self):
