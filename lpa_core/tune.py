@@ -25,7 +25,8 @@ same config is not trained again; an interrupted one resumes from its checkpoint
 Lean folders (`lean`): a tune job trains many runs, so its folders keep what the selection and the fair report read
 (the repository must travel, under 35 MiB): history.csv only the selection metric's rows (val_mse; val_ce for
 classification; trials: the last evaluated epoch, what the pick reads; final: every evaluated epoch, the
-time-to-target curves), no grid.npz (run.json keeps the
+time-to-target curves; `--history last`: the last one, for workloads whose time to target nothing reads, such as
+the claims map's), no grid.npz (run.json keeps the
 targets' standard deviation over its plotting grid, `target_sd`), and coeffs.csv only for a learned topology;
 layerwise.csv (test error at every depth) and summary.csv whole. run.json's manifest is then made again and records
 `lean`.
@@ -66,6 +67,8 @@ def parser():
     p.add_argument("--tune-seed", type=int, default=0, help="the seed the trials train (0)")
     p.add_argument("--match-dir", default=None, help="a run folder whose per-run compute this tune's runs match")
     p.add_argument("--match", choices=("steps", "flops"), default=None, help="what --match-dir's runs are matched on")
+    p.add_argument("--history", choices=("all", "last"), default="all",
+                   help="final/history.csv keeps every evaluated epoch (all: time to target) or the last (last)")
     p.add_argument("--scale", default="adhoc")
     p.add_argument("--parent-pid", type=int, default=None)
     return p
@@ -87,6 +90,8 @@ def request(tokens):
     req = {"trials": args.trials, "span": args.span, "tune_seed": args.tune_seed, "match": args.match,
            "match_dir": args.match_dir, "train": {k: list(v) if isinstance(v, tuple) else v for k, v in train.items()
                                                  if k not in runs.EXECUTION_KEYS}}
+    if args.history != "all":  # recorded when set: tune folders made before the option stay fresh
+        req["history"] = args.history
     return args, req, train
 
 
@@ -148,7 +153,7 @@ def lean(run_dir, last_only):
     drop = ["grid.npz"] + (["coeffs.csv"] if info["config"]["topology"] == "cascade" else [])
     for name in drop:
         (run_dir / name).unlink(missing_ok=True)
-    runs.refinish(run_dir, lean=f"history: {'/'.join(SELECT)} rows only; {', '.join(drop)} not kept (lpa_core.tune.lean)",
+    runs.refinish(run_dir, lean=f"history: {'/'.join(SELECT)} rows{' of the last epoch' if last_only else ''} only; {', '.join(drop)} not kept (lpa_core.tune.lean)",
                   **({"target_sd": sd} if sd else {}))
 
 
@@ -188,6 +193,6 @@ def tune(tokens, log=print, watch=None):
     lean(out / "trials", last_only=True)
     final = replace(base, dataset_lrs=tuple(picks[d] for d in base.datasets))
     phase(final, out / "final", ckpt and ckpt / "final", args.scale, log)
-    lean(out / "final", last_only=False)
+    lean(out / "final", last_only=args.history == "last")
     io.write_json(out / TUNE_JSON, {"request": req, "lrs": lrs, "val": val, "picks": picks, "epochs": base.epochs, "match": match})
     log(f"[{base.exp}/{base.paradigm}] picks: " + ", ".join(f"{d} {lr:.3g}" for d, lr in picks.items()))

@@ -151,6 +151,18 @@ def test_tune_picks_on_validation_trains_the_seeds_and_skips_what_is_done(tmp_pa
     assert sum("done already" in m for m in logs) == 2
 
 
+def test_history_last_keeps_the_final_evaluation_only_and_is_part_of_the_request(tmp_path):
+    args = ["--out", str(tmp_path / "t"), "--trials", "2", "--paradigm", "simultaneous", "--datasets", "saddle",
+            "--seeds", "0", "--depth", "2", "--width", "4", "--n-train", "100", "--n-test", "100", "--n-val", "50",
+            "--batch-size", "50", "--epochs", "3", "--eval-every", "1"]
+    assert "history" not in tune.request(args)[1]  # the default: tune folders made before the option stay fresh
+    tune.tune(args + ["--history", "last"], log=QUIET)
+    assert json.loads((tmp_path / "t/tune.json").read_text())["request"]["history"] == "last"
+    for phase in ("trials", "final"):
+        assert set(frames(tmp_path / "t" / phase, "history.csv").epoch) == {3}
+    assert "last" in runs.verify_run(tmp_path / "t/final")["lean"]
+
+
 def test_a_diverged_trial_is_never_picked(tmp_path):
     c = cfg(lrs=(1e3, 1e-2), datasets=("saddle",))
     train(c, tmp_path / "t", tmp_path / "ck", log=QUIET)
