@@ -150,6 +150,10 @@ def test_claims_map_and_search(report):
     assert lpa.loc[("table1", "equal compute", "saddle"), "protocol"] == "equal_steps"
     assert lpa.loc[("table1", "equal epochs", "saddle"), "verdict"] == "not reproduced"
     assert set(cm.variant) == {"table1", "domain_2"}
+    h = fair.where_holds(cm).set_index(["claim", "compute", "variant"])
+    r = h.loc[("LPA beats Simultaneous", "equal epochs", "table1")]  # built 2x worse on both surfaces
+    assert (r.surfaces, r.not_reproduced, r.reading) == (2, 2, "fails") and r.geomean_ratio > 1
+    assert "Holds in:" in (out / "tables" / "claims_map.md").read_text()
     s = csv(out, "protocol_search.csv")
     best = s[s.best].iloc[0]
     assert (best.workload, best.protocol, best.aggregation) == ("domain_2", "tuned", "final depth")
@@ -168,6 +172,7 @@ def test_report_shows_a_verdict_per_protocol(report):
     page, _ = html.build(html.Ctx(tables=[out / "tables"]))
     assert "Verdict per protocol" in page and "<th>equal_steps</th>" in page and "b-not-reproduced\">not reproduced" in page
     assert "0 of 2 surfaces reproduced, 2 not" in page  # tuned LPA, built 2x worse on both surfaces
+    assert "Where each claim holds" in page and "<td>fails</td>" in page
 
 
 def test_damaged_run_is_one_error(tree, tmp_path, capsys):

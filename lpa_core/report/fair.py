@@ -181,6 +181,52 @@ def claims_map(tab):
                                        "ratio_high", "n_seeds", "claim", "verdict"])
 
 
+def where_holds(cm):
+    """Per claim, compute and variant: how many surfaces reproduce the claim, contradict it or leave it open, and the
+    reading: `holds` when most surfaces reproduce it, `fails` when most contradict it, else `mixed`."""
+    rows = []
+    for (claim, compute, w), g in cm.groupby(["claim", "compute", "variant"], sort=False):
+        n = {v: int((g.verdict == v).sum()) for v in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)}
+        gm = float(np.exp(np.log(g.ratio[g.ratio > 0]).mean())) if (g.ratio > 0).any() else np.nan
+        reading = "holds" if 2 * n[REPRODUCED] > len(g) else "fails" if 2 * n[NOT_REPRODUCED] > len(g) else "mixed"
+        rows.append(dict(claim=claim, compute=compute, protocol=g.protocol.iloc[0], variant=w, surfaces=len(g),
+                         reproduced=n[REPRODUCED], not_reproduced=n[NOT_REPRODUCED], inconclusive=n[INCONCLUSIVE],
+                         geomean_ratio=gm, reading=reading))
+    return pd.DataFrame(rows)
+
+
+HOLDS_TEXT = ("Per claim, compute and workload variant (one factor of the paper's setting changed): the surfaces where the "
+              "claim is reproduced / not reproduced / inconclusive (95 % paired-seed bootstrap CI of the final-depth test-MSE "
+              "ratio to Simultaneous), the geometric mean of the ratio over surfaces, and the reading: holds when most "
+              "surfaces reproduce it, fails when most contradict it, else mixed.")
+
+
+def md_holds(h):
+    lines = ["# Where each claim holds (claims map)", "", HOLDS_TEXT, ""]
+    for (claim, compute), g in h.groupby(["claim", "compute"], sort=False):
+        held = ", ".join(g[g.reading == "holds"].variant) or "none"
+        lines += [f"## {claim}, {compute} ({g.protocol.iloc[0]})", "", f"Holds in: {held}.", "",
+                  *grid(["variant", "reproduced", "not reproduced", "inconclusive", "ratio (geo. mean)", "reading"],
+                        [[r.variant, f"{r.reproduced}/{r.surfaces}", f"{r.not_reproduced}/{r.surfaces}",
+                          f"{r.inconclusive}/{r.surfaces}", f"{r.geomean_ratio:.3g}", r.reading] for r in g.itertuples()]), ""]
+    return "\n".join(lines)
+
+
+def holds_html(cm, esc, table_html):
+    """The report's "where each claim holds" block (html.build shows it when claims_map.csv is among the tables)."""
+    h = where_holds(cm)
+    if h.empty:
+        return ""
+    out = ["<h3 id=claims-map>Where each claim holds (claims map, issue #12)</h3><p class=s>" + esc(HOLDS_TEXT) + "</p>"]
+    for (claim, compute), g in h.groupby(["claim", "compute"], sort=False):
+        held = ", ".join(g[g.reading == "holds"].variant) or "none of the variants"
+        out.append(f"<p><b>{esc(claim)}</b>, {esc(compute)}: holds in {esc(held)}.</p>" + table_html(
+            ["variant", "reproduced", "not reproduced", "inconclusive", "ratio (geo. mean)", "reading"],
+            [(esc(r.variant), f"{r.reproduced}/{r.surfaces}", f"{r.not_reproduced}/{r.surfaces}", f"{r.inconclusive}/{r.surfaces}",
+              f"{r.geomean_ratio:.3g}", esc(r.reading)) for r in g.itertuples()]))
+    return "".join(out)
+
+
 def curve(r, metric, **cols):
     """History of one run's `metric` (full depth) with seconds (the job's wall_s / its runs: vectorised runs share it),
     the run's epochs, a flops column (NaN in runs made before FLOPs were counted) and `cols` ({column: value})."""
@@ -519,6 +565,10 @@ def fair_cmd(args):
     write(cm, None, out / "claims_map.csv")
     if not cm.empty:
         fig_claims_map(cm, figs / "claims_map.png")
+        h = where_holds(cm)
+        (out / "claims_map.md").write_text(md_holds(h) + "\n")
+        for r in h[h.reading == "holds"].itertuples():
+            print(f"claims map: {r.claim}, {r.compute}: holds in {r.variant} ({r.reproduced}/{r.surfaces} surfaces)")
     s = search(obs, args.paper)
     if not s.empty:
         write(s, None, out / "protocol_search.csv")

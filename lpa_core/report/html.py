@@ -378,6 +378,10 @@ def build(ctx, title="lpa-bench reproduction report", command=""):
         from lpa_core.report.fair import verdicts_html
 
         parts.append(verdicts_html(ctx.table("verdicts.csv"), esc, badge, table_html))
+    if ctx.has("claims_map.csv"):  # where each claim holds across the workload variants
+        from lpa_core.report.fair import holds_html
+
+        parts.append(holds_html(ctx.table("claims_map.csv"), esc, table_html))
 
     # tables
     parts.append("<h2 id=tables>Tables</h2><p class=s>Ours (mean ± std over seeds), the paper's value and the "

@@ -44,7 +44,7 @@ if FAIR:
             paper=config["paper_results"],
         output:
             tables=[f"{TABLES}/fair/{n}" for n in ("table1_fair.csv", "table1_fair.md", "verdicts.csv", "time_to_target.csv",
-                                                     "time_to_target.md", "depth_error.csv", "depth_error.md", "claims_map.csv",
+                                                     "time_to_target.md", "depth_error.csv", "depth_error.md", "claims_map.csv", "claims_map.md",
                                                      "protocol_search.csv")],
             figures=[f"{FIGS}/{n}" for n in ("claims_map.png", "protocol_search.png")],
         params:
