@@ -184,7 +184,8 @@ def claims_map(tab):
 def where_holds(cm):
     """Per claim, compute and variant: how many surfaces reproduce the claim, contradict it or leave it open, and the
     reading: `holds` when most surfaces reproduce it, `fails` when most contradict it, else `mixed`."""
-    rows = []
+    rows, first = [], {"LPA beats Simultaneous": 0, "equal epochs": 0}  # LPA's claim first, equal epochs first
+    cm = cm.sort_values(["claim", "compute"], key=lambda c: c.map(lambda v: first.get(v, 1)), kind="stable")
     for (claim, compute, w), g in cm.groupby(["claim", "compute", "variant"], sort=False):
         n = {v: int((g.verdict == v).sum()) for v in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)}
         gm = float(np.exp(np.log(g.ratio[g.ratio > 0]).mean())) if (g.ratio > 0).any() else np.nan
