@@ -31,6 +31,10 @@
 #undef T
 #undef S
 #undef V
+#undef NL
+#undef NC
+#undef LD
+#undef NB
 #undef SQRT
 #undef FMA
 #define T double
@@ -40,34 +44,58 @@
 #include "kernels.c"
 #else
 
-typedef T S(vec) __attribute__((vector_size(VL * sizeof(T)), aligned(sizeof(T))));  /* VL lanes, unaligned */
-typedef T S(v8) __attribute__((vector_size(8 * sizeof(T))));
-typedef T S(v4) __attribute__((vector_size(4 * sizeof(T))));
-#define V S(vec)
+/* The arithmetic is in VL = 16 lanes (the batch padded to a multiple of 16; sums over it as 16 lane sums), done
+ * in vectors of the machine's width, NL lanes each (AVX-512: 64 bytes, AVX: 32, else 16): a 16-lane block is
+ * NC = VL / NL of them. Every lane gets the same operations in the same order on any width, so the numbers do not
+ * depend on it (a 16-lane vector type on AVX2 compiled to stack spills: the width is the only thing chosen). */
+#if defined(__AVX512F__)
+#define NB 64
+#elif defined(__AVX__)
+#define NB 32
+#else
+#define NB 16
+#endif
+typedef T S(nv) __attribute__((vector_size(NB), aligned(sizeof(T))));  /* NL lanes, unaligned */
+#define V S(nv)
+#define NL ((int)(NB / sizeof(T)))
+#define NC (VL / NL)
+#define LD(p) (*(const V *)(p))
 
 /* out[o, Bp] = W x + b, or (acc) out += W x, on rows of Bp (a multiple of VL) columns; W[p, k] = w[p * ws + k * wc]
  * (ws = i, wc = 1: W; ws = 1, wc = o: its transpose). Five output rows (the width 10 in two blocks) by VL columns
- * stay in registers over k. */
+ * stay in registers over k; each output is its bias (or its old value) plus the k terms in order. */
 static void S(lin)(int o, int i, int Bp, const T *w, long ws, long wc, const T *b, const T *x, T *out, int acc) {
     for (int q0 = 0; q0 < Bp; q0 += VL) {
         int p = 0;
         for (; p + 5 <= o; p += 5) {
             T *y = out + (long)p * Bp + q0;
-            V a0 = (V){0}, a1 = a0, a2 = a0, a3 = a0, a4 = a0;
-            if (acc) a0 = *(V *)y, a1 = *(V *)(y + Bp), a2 = *(V *)(y + 2 * Bp), a3 = *(V *)(y + 3 * Bp), a4 = *(V *)(y + 4 * Bp);
-            else if (b) a0 += b[p], a1 += b[p + 1], a2 += b[p + 2], a3 += b[p + 3], a4 += b[p + 4];
+            V a[5][NC];
+#pragma GCC unroll 16
+            for (int r = 0; r < 5; r++)
+#pragma GCC unroll 16
+                for (int c = 0; c < NC; c++)
+                    a[r][c] = acc ? LD(y + r * Bp + c * NL) : (V){0} + (b ? b[p + r] : 0);
             for (int k = 0; k < i; k++) {
-                V xk = *(const V *)(x + (long)k * Bp + q0);
                 const T *wk = w + p * ws + k * wc;
-                a0 += wk[0] * xk, a1 += wk[ws] * xk, a2 += wk[2 * ws] * xk, a3 += wk[3 * ws] * xk, a4 += wk[4 * ws] * xk;
+#pragma GCC unroll 16
+                for (int c = 0; c < NC; c++) {
+                    V xk = LD(x + (long)k * Bp + q0 + c * NL);
+#pragma GCC unroll 16
+                    for (int r = 0; r < 5; r++) a[r][c] += wk[r * ws] * xk;
+                }
             }
-            *(V *)y = a0, *(V *)(y + Bp) = a1, *(V *)(y + 2 * Bp) = a2, *(V *)(y + 3 * Bp) = a3, *(V *)(y + 4 * Bp) = a4;
+#pragma GCC unroll 16
+            for (int r = 0; r < 5; r++)
+#pragma GCC unroll 16
+                for (int c = 0; c < NC; c++) *(V *)(y + r * Bp + c * NL) = a[r][c];
         }
-        for (; p < o; p++) {
-            V *y = (V *)(out + (long)p * Bp + q0), a = acc ? *y : (V){0} + (b ? b[p] : 0);
-            for (int k = 0; k < i; k++) a += w[p * ws + k * wc] * *(const V *)(x + (long)k * Bp + q0);
-            *y = a;
-        }
+        for (; p < o; p++)
+#pragma GCC unroll 16
+            for (int c = 0; c < NC; c++) {
+                V *y = (V *)(out + (long)p * Bp + q0 + c * NL), a = acc ? *y : (V){0} + (b ? b[p] : 0);
+                for (int k = 0; k < i; k++) a += w[p * ws + k * wc] * LD(x + (long)k * Bp + q0 + c * NL);
+                *y = a;
+            }
     }
 }
 
@@ -85,11 +113,13 @@ static void S(pad)(const T *x, int rows, int B, int Bp, T *y) {
     }
 }
 
-/* the sum of a's VL = 16 lanes, halving in a fixed order */
-static inline T S(hsum)(V a) {
-    S(v8) b = __builtin_shufflevector(a, a, 0, 1, 2, 3, 4, 5, 6, 7) + __builtin_shufflevector(a, a, 8, 9, 10, 11, 12, 13, 14, 15);
-    S(v4) c = __builtin_shufflevector(b, b, 0, 1, 2, 3) + __builtin_shufflevector(b, b, 4, 5, 6, 7);
-    return (c[0] + c[2]) + (c[1] + c[3]);
+/* the sum of the VL = 16 lanes in a (NC vectors), halving in a fixed order */
+static inline T S(hsum)(const V *a) {
+    T t[VL], h[8];
+    memcpy(t, a, sizeof t);
+    for (int l = 0; l < 8; l++) h[l] = t[l] + t[l + 8];
+    for (int l = 0; l < 4; l++) h[l] = h[l] + h[l + 4];
+    return (h[0] + h[2]) + (h[1] + h[3]);
 }
 
 /* gradients of W and b in out = W inp + b for the output gradient g [o, Bp]: dw[p, k] = sum_q g[p, q] inp[k, q],
@@ -100,23 +130,37 @@ static void S(wgrad)(int o, int i, int Bp, const T *g, const T *inp, T *dw, T *d
         const T *gp = g + (long)p * Bp;
         int k = 0;
         for (; k + 4 <= i; k += 4) {
-            const T *u0 = inp + (long)k * Bp, *u1 = u0 + Bp, *u2 = u1 + Bp, *u3 = u2 + Bp;
-            V a0 = (V){0}, a1 = a0, a2 = a0, a3 = a0;
-            for (int q0 = 0; q0 < Bp; q0 += VL) {
-                V gv = *(const V *)(gp + q0);
-                a0 += gv * *(const V *)(u0 + q0), a1 += gv * *(const V *)(u1 + q0);
-                a2 += gv * *(const V *)(u2 + q0), a3 += gv * *(const V *)(u3 + q0);
-            }
-            T *d = dw + p * i + k;
-            d[0] = S(hsum)(a0), d[1] = S(hsum)(a1), d[2] = S(hsum)(a2), d[3] = S(hsum)(a3);
+            const T *u = inp + (long)k * Bp;
+            V a[4][NC];
+#pragma GCC unroll 16
+            for (int j = 0; j < 4; j++)
+#pragma GCC unroll 16
+                for (int c = 0; c < NC; c++) a[j][c] = (V){0};
+            for (int q0 = 0; q0 < Bp; q0 += VL)
+#pragma GCC unroll 16
+                for (int c = 0; c < NC; c++) {
+                    V gv = LD(gp + q0 + c * NL);
+#pragma GCC unroll 16
+                    for (int j = 0; j < 4; j++) a[j][c] += gv * LD(u + (long)j * Bp + q0 + c * NL);
+                }
+#pragma GCC unroll 16
+            for (int j = 0; j < 4; j++) dw[p * i + k + j] = S(hsum)(a[j]);
         }
         for (; k < i; k++) {
-            V a = (V){0};
-            for (int q0 = 0; q0 < Bp; q0 += VL) a += *(const V *)(gp + q0) * *(const V *)(inp + (long)k * Bp + q0);
+            V a[NC];
+#pragma GCC unroll 16
+            for (int c = 0; c < NC; c++) a[c] = (V){0};
+            for (int q0 = 0; q0 < Bp; q0 += VL)
+#pragma GCC unroll 16
+                for (int c = 0; c < NC; c++) a[c] += LD(gp + q0 + c * NL) * LD(inp + (long)k * Bp + q0 + c * NL);
             dw[p * i + k] = S(hsum)(a);
         }
-        V a = (V){0};
-        for (int q0 = 0; q0 < Bp; q0 += VL) a += *(const V *)(gp + q0);
+        V a[NC];
+#pragma GCC unroll 16
+        for (int c = 0; c < NC; c++) a[c] = (V){0};
+        for (int q0 = 0; q0 < Bp; q0 += VL)
+#pragma GCC unroll 16
+            for (int c = 0; c < NC; c++) a[c] += LD(gp + q0 + c * NL);
         db[p] = S(hsum)(a);
     }
 }
