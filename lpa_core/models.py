@@ -111,7 +111,7 @@ class ResidualStack(nn.Module):
         """[x_0, x_1, ..., x_depth]: the stem output, then x_j = F_j(x_{j-1}) + S_j(x_0..x_{j-1})."""
         xs = [self.stem(x)]
         self.count(0, x)
-        for j, (block, w) in enumerate(zip(self.blocks[:depth], self.topology.weights(self.blocks, depth)), 1):
+        for j, (block, w) in enumerate(zip(list(self.blocks)[:depth], self.topology.weights(self.blocks, depth)), 1):
             k = self.kept(j)
             self.count(j, x, k)
             f = torch.zeros_like(xs[-1]) if k is False else block(xs[-1])
@@ -310,7 +310,7 @@ class ResMLP(ResidualStack):
         """(prediction at `depth`, tape) without autograd: the compiled kernels where they run (lpa_core.kernels),
         else the same ops, in the same order, as `forward` (Tape). With `exits` (increasing depths, kernels only):
         (predictions [n_exits, R, d_out, B] of the shared head at each, tape) for the depth of the last."""
-        depth = len(self.blocks[:exits[-1] if exits else depth])
+        depth = len(range(len(self.blocks))[:exits[-1] if exits else depth])  # slicing the ModuleList would build one
         keeps = [self.kept(j) for j in range(1, depth + 1)]
         self.count(0, x)
         for _ in exits or [depth]:

@@ -139,7 +139,7 @@ class Topology:
         pass
 
     def weights(self, blocks, depth):
-        return [None] * len(blocks[:depth])
+        return [None] * len(range(len(blocks))[:depth])
 
     def matrix(self, blocks):
         raise NotImplementedError
@@ -175,11 +175,11 @@ class Gains(Topology):
     """replace: x_j = F_j + g_j x_{j-1} for every j; add (the authors' form): no gain into block 1."""
 
     def attach(self, blocks, n_runs):
-        for b in blocks[1:] if self.add else blocks:
+        for b in list(blocks)[1:] if self.add else blocks:
             b.shortcut = nn.Parameter(torch.ones(n_runs, 1, 1))
 
     def weights(self, blocks, depth):
-        return [getattr(b, "shortcut", None) for b in blocks[:depth]]
+        return [getattr(b, "shortcut", None) for b in list(blocks)[:depth]]
 
     def mix(self, f, xs, w):
         return f if w is None else torch.addcmul(f, w, xs[-1])
@@ -211,11 +211,11 @@ class Ancre(Topology):
             b.shortcut = nn.Parameter(c)
 
     def weights(self, blocks, depth):
-        n = len(blocks[:depth])
+        n = len(range(len(blocks))[:depth])
         if self.normalisation == "none":
-            return [b.shortcut for b in blocks[:n]]
+            return [b.shortcut for b in list(blocks)[:n]]
         if self.normalisation == "ingoing":
-            return [torch.softmax(b.shortcut / self.tau, dim=1) for b in blocks[:n]]
+            return [torch.softmax(b.shortcut / self.tau, dim=1) for b in list(blocks)[:n]]
         # outgoing: C[r, i, j-1] = c_ij / tau for i < j, -inf for i >= j; softmax over the destinations of each i
         L = len(blocks)
         cols = [torch.cat([b.shortcut / self.tau, b.shortcut.new_full((b.shortcut.shape[0], L - j), -math.inf)], 1)

@@ -25,9 +25,13 @@ class SeedRNG:
 
 
 def kept_params(model, keep):
-    """Parameters of the stem, the kept blocks (with the shortcut coefficients they own) and the head."""
-    mods = [model.stem, *(b for b, k in zip(model.blocks, keep) if k), model.head]
-    return [p for m in mods for p in m.parameters()]
+    """Parameters of the stem, the kept blocks (with the shortcut coefficients they own) and the head; cached per
+    pattern on the model (the same Parameter objects every step)."""
+    cache, key = model.__dict__.setdefault("_kept_params", {}), tuple(bool(k) for k in keep)
+    if key not in cache:
+        mods = [model.stem, *(b for b, k in zip(model.blocks, key) if k), model.head]
+        cache[key] = [p for m in mods for p in m.parameters()]
+    return cache[key]
 
 
 def layerdrop(ctx, epoch):
