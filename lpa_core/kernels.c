@@ -48,7 +48,9 @@
  * in vectors of the machine's width, NL lanes each (AVX-512: 64 bytes, AVX: 32, else 16): a 16-lane block is
  * NC = VL / NL of them. Every lane gets the same operations in the same order on any width, so the numbers do not
  * depend on it (a 16-lane vector type on AVX2 compiled to stack spills: the width is the only thing chosen). */
-#if defined(__AVX512F__)
+#ifdef LPA_NB
+#define NB LPA_NB  /* a width chosen at build time (tests/test_kernels.py builds them all) */
+#elif defined(__AVX512F__)
 #define NB 64
 #elif defined(__AVX__)
 #define NB 32

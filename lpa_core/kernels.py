@@ -49,8 +49,8 @@ def cpu_id():
     return platform.machine() + "\n" + "\n".join(lines)
 
 
-def build(path):
-    """Compile kernels.c into `path` (atomic: a temporary file, then a rename)."""
+def build(path, extra=()):
+    """Compile kernels.c into `path` (atomic: a temporary file, then a rename); `extra`: more compiler flags."""
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         raise OSError("no C compiler (cc, gcc or $CC) on PATH")
@@ -58,7 +58,7 @@ def build(path):
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
     os.close(fd)
     try:
-        subprocess.run([cc, *FLAGS, "-o", tmp, str(SOURCE), "-lm"], check=True, capture_output=True, text=True)
+        subprocess.run([cc, *FLAGS, *extra, "-o", tmp, str(SOURCE), "-lm"], check=True, capture_output=True, text=True)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -77,11 +77,16 @@ def load():
     try:
         if not path.exists():
             build(path)
-        lib = ctypes.CDLL(str(path))
+        return open_library(path)
     except (OSError, subprocess.CalledProcessError) as e:
         why = [ln for ln in (getattr(e, "stderr", None) or "").splitlines() if "error" in ln][:1] or [str(e)]
         print(f"lpa_core.kernels: cannot build {SOURCE} ({why[0].strip()}); the PyTorch fast path runs instead", file=sys.stderr)
         return None
+
+
+def open_library(path):
+    """A built kernels file loaded, its functions typed."""
+    lib = ctypes.CDLL(str(path))
     for name, sig in SIGNATURES.items():
         for suffix, scalar in DTYPES.values():
             f = getattr(lib, f"{name}_{suffix}")

@@ -49,6 +49,28 @@ def test_a_run_steps_alike_in_a_group_and_alone(dtype):
         assert torch.equal(group[2][r:r + 1], alone[2])
 
 
+def test_the_vector_width_changes_no_number(tmp_path, monkeypatch):
+    """kernels.c works in 16-lane blocks, in vectors of the machine's width: built for 16-byte vectors, it gives the
+    native build's predictions, gradients and Adam step bit for bit (float32 and float64)."""
+    narrow = tmp_path / "k16.so"
+    kernels.build(narrow, extra=("-DLPA_NB=16",))
+    native = kernels.load()
+    out = {}
+    for name, lib in (("native", native), ("16 bytes", kernels.open_library(narrow))):
+        monkeypatch.setattr(kernels, "load", lambda lib=lib: lib)
+        kernels._POINTERS.clear()
+        for dtype in (torch.float32, torch.float64):
+            torch.manual_seed(0)
+            m, opt = model_and_opt(SEEDS, dtype)
+            x, y = torch.randn(3, 2, 37, dtype=dtype), torch.randn(3, 1, 37, dtype=dtype)
+            preds, tape = m.tape(x, exits=[1, 4])
+            m.backward(tape, preds - y, {id(p) for p in m.params()})
+            opt.step(m.params())
+            out[name, dtype] = [preds, *(p.grad.clone() for p in m.kernel_params), opt.flat.clone()]
+    for dtype in (torch.float32, torch.float64):
+        assert all(torch.equal(a, b) for a, b in zip(out["native", dtype], out["16 bytes", dtype]))
+
+
 @pytest.mark.parametrize("paradigm", sorted(PARADIGMS))
 def test_every_paradigm_trains_a_run_alike_in_a_group_and_alone(paradigm):
     """Two epochs of a group of 2 surfaces x 2 seeds against each run alone: weights and Adam state equal bit for bit
