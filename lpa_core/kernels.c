@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <string.h>
 #define VL 16
+enum { PLAIN, RELU, ADD, MASK };  /* what lin does to a result as it stores it (post) */
 #define NOFMA __attribute__((optimize("fp-contract=off")))
 #if defined(__SSE__)  /* flush denormals to zero (FTZ, DAZ) inside adam: see there */
 #include <xmmintrin.h>
@@ -24,13 +25,16 @@
 #define FTZ_OFF
 #endif
 #define T float
+#define IT int32_t
 #define SQRT sqrtf
 #define FMA fmaf
 #define S(name) name##_f32
 #include "kernels.c"
 #undef T
+#undef IT
 #undef S
 #undef V
+#undef IV
 #undef NL
 #undef NC
 #undef LD
@@ -38,6 +42,7 @@
 #undef SQRT
 #undef FMA
 #define T double
+#define IT int64_t
 #define SQRT sqrt
 #define FMA fma
 #define S(name) name##_f64
@@ -58,15 +63,30 @@
 #define NB 16
 #endif
 typedef T S(nv) __attribute__((vector_size(NB), aligned(sizeof(T))));  /* NL lanes, unaligned */
+typedef IT S(niv) __attribute__((vector_size(NB), aligned(sizeof(T))));  /* its lanes' masks */
 #define V S(nv)
+#define IV S(niv)
 #define NL ((int)(NB / sizeof(T)))
 #define NC (VL / NL)
 #define LD(p) (*(const V *)(p))
 
-/* out[o, Bp] = W x + b, or (acc) out += W x, on rows of Bp (a multiple of VL) columns; W[p, k] = w[p * ws + k * wc]
- * (ws = i, wc = 1: W; ws = 1, wc = o: its transpose). Five output rows (the width 10 in two blocks) by VL columns
- * stay in registers over k; each output is its bias (or its old value) plus the k terms in order. */
-static void S(lin)(int o, int i, int Bp, const T *w, long ws, long wc, const T *b, const T *x, T *out, int acc) {
+/* a result y as stored under `post`: y; relu(y) (0 where y <= 0 or NaN, as y > 0 ? y : 0); aux + y (the residual
+ * add); y where aux > 0, else 0 (the ReLU's backward): the separate passes' arithmetic, without the passes */
+static inline V S(store)(V y, int post, const T *aux) {
+    switch (post) {
+    case RELU: return (V)((IV)y & (IV)(y > 0));
+    case ADD: return LD(aux) + y;
+    case MASK: return (V)((IV)y & (IV)(LD(aux) > 0));
+    default: return y;
+    }
+}
+
+/* out[o, Bp] = post(W x + b), or (acc) out += W x, on rows of Bp (a multiple of VL) columns; W[p, k] =
+ * w[p * ws + k * wc] (ws = i, wc = 1: W; ws = 1, wc = o: its transpose); aux: post's other operand, laid out as
+ * out. Five output rows (the width 10 in two blocks) by VL columns stay in registers over k; each output is its
+ * bias (or its old value) plus the k terms in order. */
+static void S(lin)(int o, int i, int Bp, const T *w, long ws, long wc, const T *b, const T *x, T *out, int acc, int post,
+                   const T *aux) {
     for (int q0 = 0; q0 < Bp; q0 += VL) {
         int p = 0;
         for (; p + 5 <= o; p += 5) {
@@ -89,14 +109,18 @@ static void S(lin)(int o, int i, int Bp, const T *w, long ws, long wc, const T *
 #pragma GCC unroll 16
             for (int r = 0; r < 5; r++)
 #pragma GCC unroll 16
-                for (int c = 0; c < NC; c++) *(V *)(y + r * Bp + c * NL) = a[r][c];
+                for (int c = 0; c < NC; c++) {
+                    long e = (long)(p + r) * Bp + q0 + c * NL;
+                    *(V *)(out + e) = S(store)(a[r][c], post, aux + e);
+                }
         }
         for (; p < o; p++)
 #pragma GCC unroll 16
             for (int c = 0; c < NC; c++) {
-                V *y = (V *)(out + (long)p * Bp + q0 + c * NL), a = acc ? *y : (V){0} + (b ? b[p] : 0);
+                long e = (long)p * Bp + q0 + c * NL;
+                V a = acc ? LD(out + e) : (V){0} + (b ? b[p] : 0);
                 for (int k = 0; k < i; k++) a += w[p * ws + k * wc] * LD(x + (long)k * Bp + q0 + c * NL);
-                *y = a;
+                *(V *)(out + e) = S(store)(a, post, aux + e);
             }
     }
 }
@@ -203,11 +227,11 @@ void S(forward)(int R, int din, int W, int dout, int L, int depth, int B, const 
         for (int t = 0; t < 4 * L + 4; t++) P[t] = ptr[t] + r * rs[t];
         T *h = H + r * rb;
         S(pad)(x + (long)r * din * B, din, B, Bp, xs);
-        S(lin)(W, din, Bp, P[0], din, 1, P[1], xs, h, 0);
+        S(lin)(W, din, Bp, P[0], din, 1, P[1], xs, h, 0, PLAIN, 0);
         S(zpad)(h, W, B, Bp);
         for (int j = 0, e = 0; j <= depth; j++) {
             for (; e < n_ex && ex[e] == j; e++) {  /* the exits at depth j */
-                S(lin)(dout, W, Bp, P[2 + 4 * L], W, 1, P[3 + 4 * L], h, ps, 0);
+                S(lin)(dout, W, Bp, P[2 + 4 * L], W, 1, P[3 + 4 * L], h, ps, 0, PLAIN, 0);
                 for (int p = 0; p < dout; p++) memcpy(pred + (((long)e * R + r) * dout + p) * B, ps + (long)p * Bp, sizeof(T) * B);
             }
             if (j == depth) break;
@@ -217,11 +241,15 @@ void S(forward)(int R, int din, int W, int dout, int L, int depth, int B, const 
             if (k == 1) {
                 if (hn != h) memcpy(hn, h, sizeof(T) * wb);
             } else {
-                S(lin)(W, W, Bp, Q[0], W, 1, Q[1], h, a, 0);
-                for (long e = 0; e < wb; e++) a[e] = a[e] > 0 ? a[e] : 0;
+                S(lin)(W, W, Bp, Q[0], W, 1, Q[1], h, a, 0, RELU, 0);
                 S(zpad)(a, W, B, Bp);
-                S(lin)(W, W, Bp, Q[2], W, 1, Q[3], a, f, 0);
-                S(add)(W, B, Bp, h, f, k == 2 ? gate + ((long)j * R + r) * B : 0, hn);
+                if (k == 2) {
+                    S(lin)(W, W, Bp, Q[2], W, 1, Q[3], a, f, 0, PLAIN, 0);
+                    S(add)(W, B, Bp, h, f, gate + ((long)j * R + r) * B, hn);
+                } else {
+                    S(lin)(W, W, Bp, Q[2], W, 1, Q[3], a, hn, 0, ADD, h);
+                    S(zpad)(hn, W, B, Bp);
+                }
             }
             h = hn;
         }
@@ -252,7 +280,7 @@ void S(backward)(int R, int din, int W, int dout, int L, int depth, int B, const
                     for (int t = 0; !first && t < dout * W; t++) G[2 + 4 * L][t] += hw[t];
                     for (int t = 0; !first && t < dout; t++) G[3 + 4 * L][t] += hw[dout * W + t];
                 }
-                S(lin)(W, dout, Bp, P[2 + 4 * L], 1, W, 0, ps, gs, 1);
+                S(lin)(W, dout, Bp, P[2 + 4 * L], 1, W, 0, ps, gs, 1, PLAIN, 0);
             }
             if (j == 0) break;
             int k = S(kept)(mode, gate, j - 1, r, R, B);
@@ -270,13 +298,12 @@ void S(backward)(int R, int din, int W, int dout, int L, int depth, int B, const
                 go = gf;
             }
             if (want[j]) S(wgrad)(W, W, Bp, go, a, G[4 * j], G[4 * j + 1]);
-            S(lin)(W, W, Bp, Q[2], 1, W, 0, go, gz, 0);
-            for (long e = 0; e < wb; e++) gz[e] = a[e] > 0 ? gz[e] : 0;
+            S(lin)(W, W, Bp, Q[2], 1, W, 0, go, gz, 0, MASK, a);
             if (want[j]) S(wgrad)(W, W, Bp, gz, H + (j - 1) * hs + r * wb, G[4 * j - 2], G[4 * j - 1]);
             if (!kg) {
-                S(lin)(W, W, Bp, Q[0], 1, W, 0, gz, gs, 1);
+                S(lin)(W, W, Bp, Q[0], 1, W, 0, gz, gs, 1, PLAIN, 0);
             } else {
-                S(lin)(W, W, Bp, Q[0], 1, W, 0, gz, gf, 0);
+                S(lin)(W, W, Bp, Q[0], 1, W, 0, gz, gf, 0, PLAIN, 0);
                 S(add)(W, B, Bp, gs, gf, kg, gs);
             }
         }
