@@ -28,7 +28,9 @@ classification; trials: the last evaluated epoch, what the pick reads; final: ev
 time-to-target curves; `--history last`: the last one, for workloads whose time to target nothing reads, such as
 the claims map's), no grid.npz (run.json keeps the
 targets' standard deviation over its plotting grid, `target_sd`), and coeffs.csv only for a learned topology;
-layerwise.csv (test error at every depth) and summary.csv whole. run.json's manifest is then made again and records
+layerwise.csv (test error at every depth; not the trials': test errors no selection may read) and summary.csv whole;
+an equal-compute run (--match) keeps every k-th evaluation, k = its epochs / the matched run's (rounded), and the
+last: as many points on its curve as the run it matches has, the same resolution in compute for time to target. run.json's manifest is then made again and records
 `lean`.
 """
 import argparse
@@ -137,23 +139,28 @@ def matched_epochs(cfg, match_dir, what):
     return max(1, round(total / per_epoch(cfg, what))), total
 
 
-def lean(run_dir, last_only):
-    """Keep what a tune folder's readers need (module doc), in place; the manifest made again. Idempotent."""
+def lean(run_dir, last_only, stride=1, trials=False):
+    """Keep what a tune folder's readers need (module doc), in place; the manifest made again. Idempotent.
+    stride: keep every stride-th evaluation (and the last); trials: no layerwise.csv (test errors nothing reads)."""
     run_dir = Path(run_dir)
     info = runs.verify_run(run_dir)
     h = pd.read_csv(run_dir / "history.csv", keep_default_na=False, na_values=["nan", "NaN", ""])
     h = h[h.metric.isin(SELECT)]
     if last_only:
         h = h[h.epoch == h.epoch.max()]
+    elif stride > 1:
+        every = stride * info["config"]["eval_every"]
+        h = h[(h.epoch % every == 0) | (h.epoch == h.epoch.max())]
     io.write_csv(run_dir / "history.csv", list(h.columns), h.itertuples(index=False))
     sd = dict(info.get("target_sd", {}))
     if (run_dir / "grid.npz").is_file():  # the targets' spread over the domain (the fair report's normalised errors)
         g = np.load(run_dir / "grid.npz")
         sd = {str(d): float(np.std(t)) for d, t in zip(g["datasets"], g["truth"])}
-    drop = ["grid.npz"] + (["coeffs.csv"] if info["config"]["topology"] == "cascade" else [])
+    drop = ["grid.npz"] + (["coeffs.csv"] if info["config"]["topology"] == "cascade" else []) + (["layerwise.csv"] if trials else [])
     for name in drop:
         (run_dir / name).unlink(missing_ok=True)
-    runs.refinish(run_dir, lean=f"history: {'/'.join(SELECT)} rows{' of the last epoch' if last_only else ''} only; {', '.join(drop)} not kept (lpa_core.tune.lean)",
+    rows = " of the last epoch" if last_only else f" of every {stride}th evaluation and the last" if stride > 1 else ""
+    runs.refinish(run_dir, lean=f"history: {'/'.join(SELECT)} rows{rows} only; {', '.join(drop)} not kept (lpa_core.tune.lean)",
                   **({"target_sd": sd} if sd else {}))
 
 
@@ -184,15 +191,16 @@ def tune(tokens, log=print, watch=None):
     if args.match:
         epochs, total = matched_epochs(base, args.match_dir, args.match)
         base = replace(base, epochs=epochs)
-        match = {"dir": args.match_dir, "by": args.match, "target_per_run": total, "epochs": epochs}
+        ref = runs.verify_run(args.match_dir)["config"]["epochs"]
+        match = {"dir": args.match_dir, "by": args.match, "target_per_run": total, "epochs": epochs, "stride": max(1, round(epochs / ref))}
         log(f"[{base.exp}/{base.paradigm}] {args.match} matched to {args.match_dir}: {epochs} epochs")
     lrs = trial_lrs(base.lr, args.trials, args.span)
     trials = replace(base, exp=f"{base.exp}_trials", seeds=(args.tune_seed,), lrs=tuple(lrs))
     phase(trials, out / "trials", ckpt and ckpt / "trials", args.scale, log)
     picks, val = pick(out / "trials", trials)
-    lean(out / "trials", last_only=True)
+    lean(out / "trials", last_only=True, trials=True)
     final = replace(base, dataset_lrs=tuple(picks[d] for d in base.datasets))
     phase(final, out / "final", ckpt and ckpt / "final", args.scale, log)
-    lean(out / "final", last_only=args.history == "last")
+    lean(out / "final", last_only=args.history == "last", stride=match["stride"] if match else 1)
     io.write_json(out / TUNE_JSON, {"request": req, "lrs": lrs, "val": val, "picks": picks, "epochs": base.epochs, "match": match})
     log(f"[{base.exp}/{base.paradigm}] picks: " + ", ".join(f"{d} {lr:.3g}" for d, lr in picks.items()))

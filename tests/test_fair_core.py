@@ -178,6 +178,15 @@ def test_matched_runs_take_the_compute_of_the_run_they_match(tmp_path):
     flops, _ = tune.matched_epochs(sim, tmp_path / "lpa", "flops")
     assert steps == 2 * (L + 1)  # L prefix steps and the full pass per batch
     assert flops == round(lpa.flops[0] / (4 * 50 * step(L)))
+    args = ["--out", str(tmp_path / "t"), "--trials", "2", "--match-dir", str(tmp_path / "lpa"), "--match", "steps",
+            "--paradigm", "simultaneous", "--datasets", "saddle", "--seeds", "0", "--depth", str(L), "--width", "6",
+            "--n-train", "200", "--n-test", "200", "--n-val", "100", "--batch-size", "50", "--epochs", "2", "--eval-every", "1"]
+    tune.tune(args, log=QUIET)
+    # as many points on its curve as the LPA run it matches: every (L + 1)th of its 2 (L + 1) epochs
+    assert set(frames(tmp_path / "t/final", "history.csv").epoch) == {L + 1, 2 * (L + 1)}
+    assert json.loads((tmp_path / "t/tune.json").read_text())["match"]["stride"] == L + 1
+    assert not (tmp_path / "t/trials/layerwise.csv").exists()  # the trials' test errors: nothing may read them
+    assert "layerwise.csv" not in runs.verify_run(tmp_path / "t/trials")["manifest"]
 
 
 @pytest.mark.parametrize("bad,key", [(dict(lrs=(0.01, -1.0)), "lrs"), (dict(dataset_lrs=(0.01,)), "dataset_lrs"),
