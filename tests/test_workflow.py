@@ -47,6 +47,10 @@ def test_dry_run_schedules_one_job_per_paradigm(tmp_path, scale):
     assert all(f"{t}.md" in r.stdout for t in ("table1", "ancre", "table2", "table3", "sec54", "inference", "fig6", "table5",
                                                "vision_fair", "lm_fair"))
     assert "fetch_data" not in jobs  # a guard inside each training job, not a job of `all`
+    lm = {**cfg["lm"], **cfg["scales"][scale].get("lm", {})}
+    eq = f"lm/{lm['arch']}/simultaneous/eqflops/seed0/run.json"  # issue 12's equal compute (lm.eqflops)
+    assert (eq in r.stdout) == bool(lm.get("eqflops"))
+    assert (f"--exp eqflops --arch {lm['arch']} --paradigm simultaneous" in r.stdout) == bool(lm.get("eqflops"))
 
 
 def vision_jobs(cfg, scale):
@@ -107,6 +111,7 @@ def tiny(cfg):
     lm = cfg["scales"]["quick"]["lm"]
     lm["ancre_paradigms"] = ["simultaneous"]
     lm["train"].update(epochs=1, epoch_batches=4, eval_tokens=1024, n_generate=4, vocab_size=512)
+    lm["eqflops"] = True  # Simultaneous at LPA's FLOPs: read by lm_fair, not by Table 5
     # vision: one model, two paradigms, tiny subsets, one epoch; Sec 5.4 adds one lpa_grouped job, Fig 10 none
     cfg["vision"].update(paradigms=["simultaneous", "lpa"], table3={"arch": "resnet18", "paradigms": ["simultaneous", "lpa"]})
     cfg["scales"]["quick"]["vision"] = {
@@ -144,6 +149,8 @@ def test_tiny_real_run_end_to_end(tmp_path):
     vf = pd.read_csv(wd / "results/tables/quick/vision_fair.csv")  # eqflops on (vision.eqflops; the override leaves it)
     assert set(vf.view) == {"time_to_target", "equal_compute"} and "equal_flops" in set(vf.protocol)
     assert "dev_loss" in set(pd.read_csv(wd / "results/runs/quick/lm/lm_tiny/lpa/cascade/seed0/history.csv").metric)
+    lf = pd.read_csv(wd / "results/tables/quick/lm_fair.csv")
+    assert "equal_flops" in set(lf.protocol) and (wd / "results/runs/quick/lm/lm_tiny/simultaneous/eqflops/seed0/run.json").is_file()
     fair = pd.read_csv(wd / "results/tables/quick/fair/table1_fair.csv")
     assert {"simultaneous", "lpa"} <= set(fair.paradigm) and (wd / "figures/quick/claims_map.png").stat().st_size > 3_000
     t5 = pd.read_csv(wd / "results/tables/quick/table5.csv")

@@ -146,6 +146,14 @@ FRESH = ".fresh"
 _STATE = {}
 
 
+def equal_flops_epochs(opts):
+    """lpa_core.cost.equal_flops_epochs of the run of these options against LPA (analytic; imports torch, so only
+    an eqflops job's options call it: the vision and LM tracks' eqflops runs)."""
+    from lpa_core.cost import equal_flops_epochs as epochs
+
+    return epochs(TrainConfig.from_dict(TrainConfig.parse_options(shlex.split(" ".join(f"--{k} {v}" for k, v in opts.items())))))
+
+
 def args_of(d):
     """The `lpa_core train` options of run folder d, from its path, by the function its training rule uses."""
     parts = os.path.relpath(d, RUNS).split("/")

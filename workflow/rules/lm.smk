@@ -4,7 +4,9 @@
 #
 #   {RUNS}/lm/{arch}/{paradigm}/{variant}/seed{seed}/   layerwise, history, summary CSV, coeffs.csv, samples.txt, run.json
 #     variant   cascade for every lm.paradigms entry; each of lm.ancre_variants (default ancre_add, the authors' wiring
-#               and the LM default, and ancre, the paper's; ingoing, block level, tau from lm.train) for lm.ancre_paradigms
+#               and the LM default, and ancre, the paper's; ingoing, block level, tau from lm.train) for lm.ancre_paradigms;
+#               eqflops: Simultaneous under the cascade for LPA's analytic FLOPs (lm.eqflops; issue 12's equal compute,
+#               `snakemake lm_equal_compute`; read by the lm_fair table, not by Table 5)
 #   training keys: lm.train, then the scale's lm.train; arch, corpus, seeds, paradigm lists: the scale's lm, else lm.
 # The corpus (lm.corpus: pydoc offline, hf:NAME[:CONFIG], or local text files) and its BPE tokenizer (cached in
 # lm.data_dir/lm) are read by every job; a tokenizer trained by two jobs at once is the same file (atomic write).
@@ -20,6 +22,8 @@ rule train_lm:
         samples=f"{RUNS}/lm/{{arch}}/{{paradigm}}/{{variant}}/seed{{seed}}/samples.txt",
         run=f"{RUNS}/lm/{{arch}}/{{paradigm}}/{{variant}}/seed{{seed}}/run.json",
         fresh=touch(f"{RUNS}/lm/{{arch}}/{{paradigm}}/{{variant}}/seed{{seed}}/{FRESH}"),
+    wildcard_constraints:
+        variant="|".join([*TOPOLOGY_VARIANTS, "eqflops"]),
     params:
         args=lm_args,
         scale=SCALE,
@@ -73,3 +77,8 @@ rule lm_figures:
 
 
 LM_OUT = [*rules.lm_samples.output, *rules.lm_figures.output]
+
+
+rule lm_equal_compute:  # `snakemake lm_equal_compute`: the eqflops runs alone (in `all` with lm.eqflops)
+    input:
+        [f"{d}/run.json" for d in LM_EQ_ALL],

@@ -11,7 +11,7 @@
 # names its build). A new table is one entry here and one there.
 TABLE_RUNS = {"table1": SURF_DIRS, "ancre": ANCRE_DIRS + ancre_lm_dirs(None), "table2": T2_DIRS, "table3": T3_DIRS, "sec54": SEC54_DIRS,
               "inference": T2_DIRS, "fig6": T2_DIRS, "table4": T4_DIRS, "table5": LM_DIRS,
-              "vision_fair": T2_DIRS + EQ_DIRS, "lm_fair": LM_DIRS}
+              "vision_fair": T2_DIRS + EQ_DIRS, "lm_fair": LM_DIRS + LM_EQ_DIRS}
 tables = lambda *names: [f"{TABLES}/{n}.{ext}" for n in names for ext in ("csv", "md")]
 
 
@@ -23,7 +23,7 @@ TRACKS = {"table1": ([*tables("table1"), *rules.figures.output], SURF_DIRS),
           "ancre": ([*tables("ancre"), *_outputs_of("ancre_heatmap")] if workflow.is_rule("train_topology") else [], ANCRE_DIRS),
           "ancre_case": (_outputs_of("ancre_case"), None),
           "vision": ([*tables(*VISION_TABLES), *VISION_OUT] if workflow.is_rule("train_vision") else [], VISION_DIRS),
-          "lm": ([*tables("table5", "lm_fair"), *LM_OUT] if workflow.is_rule("train_lm") else [], LM_DIRS),
+          "lm": ([*tables("table5", "lm_fair"), *LM_OUT] if workflow.is_rule("train_lm") else [], LM_DIRS + LM_EQ_DIRS),
           "fair": (_outputs_of("fair"), FAIR_DIRS + SURF_DIRS)}
 _ONLY = config["scales"][SCALE].get("tracks", list(TRACKS))  # a scale may run only some tracks (scales.<name>.tracks)
 TAKING_PART = {t: (outs, dirs if dirs is None or t == "ancre" else cached(t, dirs)) for t, (outs, dirs) in TRACKS.items()

@@ -102,14 +102,6 @@ def vision_args(w):
     return " ".join(f"--{k} {v}" for k, v in opts.items())
 
 
-def equal_flops_epochs(opts):
-    """lpa_core.cost.equal_flops_epochs of the run of these options against LPA (analytic; imports torch, so only
-    an eqflops job's options call it)."""
-    from lpa_core.cost import equal_flops_epochs as epochs
-
-    return epochs(TrainConfig.from_dict(TrainConfig.parse_options(shlex.split(" ".join(f"--{k} {v}" for k, v in opts.items())))))
-
-
 # files that say a dataset is in data_dir (as lpa_core.images reads them; Fashion-MNIST's .gz in Debian's copy
 # is unpacked on first use, a fast local step, also under the lock)
 _DATA_FILES = {
