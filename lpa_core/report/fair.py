@@ -172,7 +172,7 @@ def claims_map(tab):
         tw = t[t.workload == w]
         eq = "equal_flops" if (tw.protocol == "equal_flops").any() else "equal_steps"
         for compute, proto in (("equal epochs", "tuned"), ("equal compute", eq)):
-            for r in tw[tw.protocol == proto].itertuples():
+            for r in tw[(tw.protocol == proto) & np.isfinite(tw.ratio)].itertuples():  # no ratio: Simultaneous not run
                 claim = "LPA beats Simultaneous" if r.paradigm == LPA_P else "Sequential worse than Simultaneous"
                 rows.append(dict(variant=w, dataset=r.dataset, paradigm=r.paradigm, compute=compute, protocol=proto, ratio=r.ratio,
                                  ratio_low=r.ratio_low, ratio_high=r.ratio_high, n_seeds=r.n_seeds, claim=claim,
