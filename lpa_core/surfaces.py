@@ -210,8 +210,9 @@ class SurfaceTask(Task):
             vals += [(f"val_{m1}", val[0][r]), (f"val_{m2}", val[1][r])] if val else []
             for name, v in vals:
                 rows.append(pre + [name, float("nan") if self.bad[r] else float(v)])
-        e = [row[-1] for row in rows if row[-2] == f"test_{m1}"]
-        return rows, f"test {m1} (median of runs) {np.nanmedian(e) if np.isfinite(e).any() else float('nan'):.4g}"
+        shown = "val" if val else "test"  # a tuning run's progress shows what its selection reads
+        e = [row[-1] for row in rows if row[-2] == f"{shown}_{m1}"]
+        return rows, f"{shown} {m1} (median of runs) {np.nanmedian(e) if np.isfinite(e).any() else float('nan'):.4g}"
 
     def write_outputs(self, out, history, status, diverged_at, wall):
         """grid.npz, layerwise.csv, history.csv, summary.csv (each atomically)."""

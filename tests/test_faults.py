@@ -89,17 +89,13 @@ def damage(path, fault):
 FILES = {"layerwise": "layerwise.csv", "history": "history.csv", "summary": "summary.csv", "run.json": "run.json",
          "grid": "grid.npz"}
 FAULTS = ["truncated", "deleted", "garbage"]
-# the representative cells run in the quick loop, the rest are marked slow (each re-trains one job)
-FAST = {("layerwise", "truncated"), ("run.json", "garbage"), ("grid", "deleted"), ("history", "garbage")}
+# through the workflow: every file once, the faults spread over them (each cell re-trains one job); every
+# (file, fault) cell goes through the detector itself in test_every_damaged_run_file_is_named
+RETRAIN = [("layerwise", "truncated"), ("run.json", "garbage"), ("grid", "deleted"), ("history", "garbage"),
+           ("summary", "truncated")]
 
 
-def cells():
-    for kind in FILES:
-        for fault in FAULTS:
-            yield pytest.param(kind, fault, marks=[] if (kind, fault) in FAST else [pytest.mark.slow], id=f"{kind}-{fault}")
-
-
-@pytest.mark.parametrize("kind,fault", list(cells()))
+@pytest.mark.parametrize("kind,fault", [pytest.param(k, f, id=f"{k}-{f}") for k, f in RETRAIN])
 def test_damaged_run_file_is_retrained_to_identical_outputs(clean, tmp_path, kind, fault):
     ref, want = clean
     wd = fresh_copy(ref, tmp_path / "wd")
@@ -111,6 +107,20 @@ def test_damaged_run_file_is_retrained_to_identical_outputs(clean, tmp_path, kin
     assert "run results/runs/quick/table1/resmlp/simultaneous" not in r.stderr  # only the damaged run is named
     assert outputs(wd) == want
     assert "Nothing to be done" in snakemake(wd, "-n", TABLE, *QUICK).stdout  # the re-trained run counts as fresh
+
+
+@pytest.mark.parametrize("kind", FILES)
+@pytest.mark.parametrize("fault", FAULTS)
+def test_every_damaged_run_file_is_named(clean, tmp_path, kind, fault):
+    """The run contract's check (what the workflow and the table command call) names the damaged file; the
+    untouched run beside it passes."""
+    from lpa_core.runs import RunError, verify_run
+
+    wd = fresh_copy(clean[0], tmp_path / "wd")
+    damage(wd / RUNS / "lpa" / FILES[kind], fault)
+    verify_run(wd / RUNS / "simultaneous")
+    with pytest.raises(RunError, match=re.escape(FILES[kind]) if kind != "run.json" or fault != "deleted" else "run.json"):
+        verify_run(wd / RUNS / "lpa")
 
 
 @pytest.mark.parametrize("kind,fault", [("layerwise", "truncated"), pytest.param("summary", "garbage", marks=pytest.mark.slow)])

@@ -60,6 +60,9 @@ def slurm_cluster():
     yield
     if not was_up:
         _cluster("stop")
+        # no config of a stopped cluster stays behind: every later Snakemake start would wait 10 s on it
+        conf = Path("/etc/slurm/slurm.conf")
+        assert not (conf.is_file() and "tests/slurm/cluster.sh" in conf.read_text()), f"{conf} left behind by cluster.sh stop"
 
 
 def slurm_profile(wd):

@@ -2,7 +2,7 @@
 # A real single-node Slurm cluster on this machine, for tests/test_slurm.py and for trying profiles/slurm by hand.
 #
 #   tests/slurm/cluster.sh start    # install slurm-wlm + munge if missing (apt-get), configure, start, wait for idle
-#   tests/slurm/cluster.sh stop     # stop the daemons this script started (by their pid files)
+#   tests/slurm/cluster.sh stop     # stop the daemons this script started (by their pid files), remove its configs
 #   tests/slurm/cluster.sh status   # sinfo, or exit 1 when the cluster is not up
 #
 # Needs root (apt-get, daemons run as root). One node named after this host, all its CPUs and (most of) its
@@ -180,6 +180,12 @@ stop() {
     stop_pidfile slurmd "$DIR/slurmd.pid"
     stop_pidfile slurmctld "$DIR/slurmctld.pid"
     stop_pidfile munged "$DIR/munged.pid"
+    # and the configs this script wrote: a slurm.conf whose controller is down costs every Slurm client call its
+    # connect timeout, and the Slurm executor plugin runs `scontrol show config` whenever Snakemake starts (10 s)
+    local f
+    for f in "$CONF" "$GRES_CONF"; do
+        if [ -f "$f" ] && grep -qF "$MARK" "$f"; then rm -f "$f"; log "removed $f"; fi
+    done
 }
 
 status() {
