@@ -139,12 +139,15 @@ static void S(pad)(const T *x, int rows, int B, int Bp, T *y) {
     }
 }
 
-/* the sum of the VL = 16 lanes in a (NC vectors), halving in a fixed order */
+/* the sum of the VL = 16 lanes in a (NC vectors), halving in a fixed order: lanes l and l + 8, then l and l + 4,
+ * then (0 + 2) + (1 + 3); the first two halvings as vector adds of half-width vectors (the same additions) */
+typedef T S(h8) __attribute__((vector_size(8 * sizeof(T)), aligned(sizeof(T))));
+typedef T S(h4) __attribute__((vector_size(4 * sizeof(T)), aligned(sizeof(T))));
 static inline T S(hsum)(const V *a) {
-    T t[VL], h[8];
+    T t[VL];
     memcpy(t, a, sizeof t);
-    for (int l = 0; l < 8; l++) h[l] = t[l] + t[l + 8];
-    for (int l = 0; l < 4; l++) h[l] = h[l] + h[l + 4];
+    S(h8) h8 = *(const S(h8) *)t + *(const S(h8) *)(t + 8);
+    S(h4) h = *(const S(h4) *)&h8 + *(const S(h4) *)((const T *)&h8 + 4);
     return (h[0] + h[2]) + (h[1] + h[3]);
 }
 
