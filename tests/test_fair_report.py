@@ -1,6 +1,7 @@
 """Issue #12's fair report (lpa_core/report/fair.py) on synthetic run folders written with the run contract
 (finish_run): LPA is built 2x worse than Simultaneous under the tuned protocol and 2x better than the equal-steps
 Simultaneous, Sequential 4x worse; the domain_2 variant's tuned runs are built to match the paper's Table 1."""
+import json
 import subprocess
 import sys
 import zlib
@@ -222,3 +223,13 @@ def test_end_to_end_with_real_tuned_runs(tmp_path):
     assert set(v.verdict) <= {"reproduced", "not reproduced", "inconclusive"} and {"paper", "tuned", "equal_steps"} <= set(v.protocol)
     assert set(pd.read_csv(out / "t" / "claims_map.csv").compute) == {"equal epochs", "equal compute"}
     assert (out / "f" / "claims_map.png").is_file() and (out / "f" / "protocol_search.png").is_file()
+    # picks on the edge of the trials, counted from each tune folder's own record
+    edges = {}
+    for tj in root.glob("fair/table1/*/*/tune.json"):
+        d = json.loads(tj.read_text())
+        picked = list(d["picks"].values()) if isinstance(d["picks"], dict) else d["picks"]
+        key = {"epochs": "tuned", "steps": "equal_steps"}[tj.parent.parent.name], tj.parent.name
+        edges[key] = (len(picked), sum(p == max(d["lrs"]) for p in picked), sum(p == min(d["lrs"]) for p in picked))
+    table = (out / "t" / "claims_map.md").read_text().split("## Learning-rate picks at the edge of the trials")[1]
+    for (proto, par), (n, top, bottom) in edges.items():
+        assert f"| {proto} | {par} | {n} | {top} | {bottom} |" in table, (proto, par, table)

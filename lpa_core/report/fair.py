@@ -202,6 +202,36 @@ HOLDS_TEXT = ("Per claim, compute and workload variant (one factor of the paper'
               "surfaces reproduce it, fails when most contradict it, else mixed.")
 
 
+def lr_edges(got):
+    """Per protocol and paradigm of the tuned runs (every workload): how many of the picks (one per workload and
+    surface) sit on the highest or the lowest of the trials' learning rates (trials/run.json `lrs`): there the
+    best lr may lie beyond the trials, and the paradigm is tuned less well than the count of trials says."""
+    rows = []
+    for (w, proto), rs in got.items():
+        for r in rs:
+            if proto == "paper" or not (r.dir.parent / "trials" / "run.json").is_file():
+                continue
+            lrs = load([r.dir.parent / "trials"])[0].cfg.get("lrs") or []
+            for d, lr in picks(r).items():
+                rows.append(dict(protocol=proto, paradigm=r.cfg["paradigm"], workload=w, dataset=d, lr=lr,
+                                 top=bool(lrs) and lr >= max(lrs), bottom=bool(lrs) and lr <= min(lrs)))
+    if not rows:
+        return pd.DataFrame()
+    t = pd.DataFrame(rows)
+    return (t.groupby(["protocol", "paradigm"], sort=False)
+            .agg(picks=("lr", "size"), at_top=("top", "sum"), at_bottom=("bottom", "sum")).reset_index())
+
+
+EDGES_TEXT = ("Tuned picks (one per workload and surface) on the highest or the lowest of the trials' learning rates: "
+              "the best rate may lie beyond the trials there, so such a paradigm is tuned less well than its trial count says.")
+
+
+def md_edges(e):
+    return "\n".join(["## Learning-rate picks at the edge of the trials", "", EDGES_TEXT, "",
+                      *grid(["protocol", "paradigm", "picks", "at the highest trial lr", "at the lowest"],
+                            [[r.protocol, r.paradigm, str(r.picks), str(r.at_top), str(r.at_bottom)] for r in e.itertuples()]), ""])
+
+
 def md_holds(h):
     lines = ["# Where each claim holds (claims map)", "", HOLDS_TEXT, ""]
     for (claim, compute), g in h.groupby(["claim", "compute"], sort=False):
@@ -566,8 +596,10 @@ def fair_cmd(args):
     write(cm, None, out / "claims_map.csv")
     if not cm.empty:
         fig_claims_map(cm, figs / "claims_map.png")
-        h = where_holds(cm)
-        (out / "claims_map.md").write_text(md_holds(h) + "\n")
+        h, e = where_holds(cm), lr_edges(got)
+        (out / "claims_map.md").write_text(md_holds(h) + ("\n" + md_edges(e) if not e.empty else "") + "\n")
+        for r in (e[(e.at_top + e.at_bottom) * 4 >= e.picks] if not e.empty else e).itertuples():  # a quarter or more
+            print(f"lr picks: {r.paradigm} ({r.protocol}): {r.at_top} of {r.picks} at the highest trial lr, {r.at_bottom} at the lowest")
         for r in h[h.reading == "holds"].itertuples():
             print(f"claims map: {r.claim}, {r.compute}: holds in {r.variant} ({r.reproduced}/{r.surfaces} surfaces)")
     s = search(obs, args.paper)
