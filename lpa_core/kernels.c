@@ -12,6 +12,7 @@
 #ifndef T
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #define VL 16
 enum { PLAIN, RELU, ADD, MASK };  /* what lin does to a result as it stores it (post) */
@@ -342,13 +343,37 @@ NOFMA void S(adam)(int R, long P, int n_spans, const long *lo, const long *hi, T
              const uint8_t *run, const uint8_t *keep, int G, const long *group, const T *lr, const T *decay, T b1, T b2,
              T c1, T c2, T eps, T wd, int coupled) {
     FTZ_ON;
+    /* keep: the spans cut where the group changes, once for all runs; a kept piece is then a plain span (it
+     * vectorises without the per-column group lookup) and a dropped one is skipped: unchanged, as the select leaves it */
+    long n = 0, *cut = 0;
+    int pieces = 0;
+    if (keep) {
+        for (int s = 0; s < n_spans; s++) n += hi[s] - lo[s];
+        cut = malloc(sizeof(long) * 2 * (n + 1));
+        for (int s = 0; cut && s < n_spans; s++)
+            for (long c = lo[s], e; c < hi[s]; c = e, pieces++) {
+                for (e = c + 1; e < hi[s] && group[e] == group[c];) e++;
+                cut[2 * pieces] = c, cut[2 * pieces + 1] = e;
+            }
+    }
     for (int r = 0; r < R; r++) {
         if (run && !run[r]) continue;
         long o = r * P;
+        T *pr = p + o, *mr = m + o, *vr = v + o, *b1r = b1t + o, *b2r = b2t + o;
+        const T *gr = g + o;
+        if (cut) {
+            for (int i = 0; i < pieces; i++) {
+                long a = cut[2 * i], b = cut[2 * i + 1];
+                if (!keep[(long)r * G + group[a]]) continue;
+                if (coupled)
+                    S(adam_span)(a, b, pr, gr, mr, vr, b1r, b2r, 0, group, lr[r], decay[r], b1, b2, c1, c2, eps, wd, 1);
+                else
+                    S(adam_span)(a, b, pr, gr, mr, vr, b1r, b2r, 0, group, lr[r], decay[r], b1, b2, c1, c2, eps, wd, 0);
+            }
+            continue;
+        }
         for (int s = 0; s < n_spans; s++) {
-            T *pr = p + o, *mr = m + o, *vr = v + o, *b1r = b1t + o, *b2r = b2t + o;
-            const T *gr = g + o;
-            if (keep)
+            if (keep)  /* no memory for the cut: the per-column select */
                 S(adam_span)(lo[s], hi[s], pr, gr, mr, vr, b1r, b2r, keep + (long)r * G, group, lr[r], decay[r], b1, b2, c1, c2, eps, wd, coupled);
             else if (coupled)
                 S(adam_span)(lo[s], hi[s], pr, gr, mr, vr, b1r, b2r, 0, group, lr[r], decay[r], b1, b2, c1, c2, eps, wd, 1);
@@ -356,6 +381,7 @@ NOFMA void S(adam)(int R, long P, int n_spans, const long *lo, const long *hi, T
                 S(adam_span)(lo[s], hi[s], pr, gr, mr, vr, b1r, b2r, 0, group, lr[r], decay[r], b1, b2, c1, c2, eps, wd, 0);
         }
     }
+    free(cut);
     FTZ_OFF;
 }
 #endif
