@@ -12,7 +12,6 @@
 #ifndef T
 #include <math.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 #define VL 16
 enum { PLAIN, RELU, ADD, MASK };  /* what lin does to a result as it stores it (post) */
@@ -318,70 +317,58 @@ void S(backward)(int R, int din, int W, int dout, int L, int depth, int B, const
     }
 }
 
-/* Adam(W) on columns a..b-1 of one run's rows; kr: the run's keep per group (NULL: all), group: column -> group. A
- * column not kept is rewritten with its own values (a select, so the loop vectorises): unchanged bit for bit. */
+/* Adam(W) on columns a..b-1 of one run's rows */
 NOFMA static inline void S(adam_span)(long a, long b, T *restrict p, const T *restrict g, T *restrict m, T *restrict v,
-                                T *restrict b1t, T *restrict b2t, const uint8_t *kr,
-                                const long *group, T lr, T decay, T b1, T b2, T c1, T c2, T eps, T wd, int coupled) {
+                                      T *restrict b1t, T *restrict b2t, T lr, T decay, T b1, T b2, T c1, T c2, T eps,
+                                      T wd, int coupled) {
     for (long c = a; c < b; c++) {
         T gc = coupled ? g[c] + wd * p[c] : g[c];
         T b1n = b1t[c] * b1, b2n = b2t[c] * b2, mn = FMA(c1, gc - m[c], m[c]), vn = v[c] * b2 + c2 * gc * gc;
-        T pn = p[c] * decay - lr * ((mn / (1 - b1n)) / (SQRT(vn / (1 - b2n)) + eps));
-        int k = !kr || kr[group[c]];
-        b1t[c] = k ? b1n : b1t[c], b2t[c] = k ? b2n : b2t[c], m[c] = k ? mn : m[c], v[c] = k ? vn : v[c], p[c] = k ? pn : p[c];
+        p[c] = p[c] * decay - lr * ((mn / (1 - b1n)) / (SQRT(vn / (1 - b2n)) + eps));
+        b1t[c] = b1n, b2t[c] = b2n, m[c] = mn, v[c] = vn;
     }
+}
+
+/* the end of the piece of [c, b) that starts at c: b, or (group given) where the group changes */
+static inline long S(piece_end)(long c, long b, const long *group) {
+    long e = c + 1;
+    if (!group) return b;
+    while (e < b && group[e] == group[c]) e++;
+    return e;
 }
 
 /* One Adam(W) step on columns [lo[s], hi[s]) of the flat buffers [R, P] (row stride P), for the runs with run[r]
  * (NULL: all) and, where keep [R, G] is given, the columns whose group keep[r, group[c]] holds; every other element
- * keeps its value, moments and step count. lr, decay: per run; c1 = 1 - b1, c2 = 1 - b2. The arithmetic of
- * lpa_core.optim.RunAdam, op for op (no fused multiply-adds: a masked and a plain step round alike), with
- * denormals flushed to zero: beta1^t gets stuck at the least denormal (0.9 x it rounds back to it) and dead
- * units' moments decay into denormals, which made every later step 9x slower; 1 - beta1^t and a step below the
- * parameter's last bit are the same either way. */
+ * keeps its value, moments and step count (it is not touched). lr, decay: per run; c1 = 1 - b1, c2 = 1 - b2. The
+ * arithmetic of lpa_core.optim.RunAdam, op for op (no fused multiply-adds), with denormals flushed to zero:
+ * beta1^t gets stuck at the least denormal (0.9 x it rounds back to it) and dead units' moments decay into
+ * denormals, which made every later step 9x slower; 1 - beta1^t and a step below the parameter's last bit are the
+ * same either way. The spans are cut where the group changes (keep given) once for all runs, so each piece runs the
+ * plain loop, which vectorises. */
 NOFMA void S(adam)(int R, long P, int n_spans, const long *lo, const long *hi, T *p, const T *g, T *m, T *v, T *b1t, T *b2t,
              const uint8_t *run, const uint8_t *keep, int G, const long *group, const T *lr, const T *decay, T b1, T b2,
              T c1, T c2, T eps, T wd, int coupled) {
+    const long *by = keep ? group : 0;
+    long n = 0;
+    for (int s = 0; s < n_spans; s++)
+        for (long c = lo[s]; c < hi[s]; c = S(piece_end)(c, hi[s], by)) n++;
+    long cut[2 * n + 1];  /* a piece per layer's weight or bias: a few dozen */
+    n = 0;
+    for (int s = 0; s < n_spans; s++)
+        for (long c = lo[s]; c < hi[s]; c = cut[2 * n + 1], n++) cut[2 * n] = c, cut[2 * n + 1] = S(piece_end)(c, hi[s], by);
     FTZ_ON;
-    /* keep: the spans cut where the group changes, once for all runs; a kept piece is then a plain span (it
-     * vectorises without the per-column group lookup) and a dropped one is skipped: unchanged, as the select leaves it */
-    long n = 0, *cut = 0;
-    int pieces = 0;
-    if (keep) {
-        for (int s = 0; s < n_spans; s++) n += hi[s] - lo[s];
-        cut = malloc(sizeof(long) * 2 * (n + 1));
-        for (int s = 0; cut && s < n_spans; s++)
-            for (long c = lo[s], e; c < hi[s]; c = e, pieces++) {
-                for (e = c + 1; e < hi[s] && group[e] == group[c];) e++;
-                cut[2 * pieces] = c, cut[2 * pieces + 1] = e;
-            }
-    }
     for (int r = 0; r < R; r++) {
         if (run && !run[r]) continue;
         long o = r * P;
-        T *pr = p + o, *mr = m + o, *vr = v + o, *b1r = b1t + o, *b2r = b2t + o;
-        const T *gr = g + o;
-        if (cut) {
-            for (int i = 0; i < pieces; i++) {
-                long a = cut[2 * i], b = cut[2 * i + 1];
-                if (!keep[(long)r * G + group[a]]) continue;
-                if (coupled)
-                    S(adam_span)(a, b, pr, gr, mr, vr, b1r, b2r, 0, group, lr[r], decay[r], b1, b2, c1, c2, eps, wd, 1);
-                else
-                    S(adam_span)(a, b, pr, gr, mr, vr, b1r, b2r, 0, group, lr[r], decay[r], b1, b2, c1, c2, eps, wd, 0);
-            }
-            continue;
-        }
-        for (int s = 0; s < n_spans; s++) {
-            if (keep)  /* no memory for the cut: the per-column select */
-                S(adam_span)(lo[s], hi[s], pr, gr, mr, vr, b1r, b2r, keep + (long)r * G, group, lr[r], decay[r], b1, b2, c1, c2, eps, wd, coupled);
-            else if (coupled)
-                S(adam_span)(lo[s], hi[s], pr, gr, mr, vr, b1r, b2r, 0, group, lr[r], decay[r], b1, b2, c1, c2, eps, wd, 1);
+        for (long i = 0; i < n; i++) {
+            long a = cut[2 * i], b = cut[2 * i + 1];
+            if (keep && !keep[(long)r * G + group[a]]) continue;
+            if (coupled)
+                S(adam_span)(a, b, p + o, g + o, m + o, v + o, b1t + o, b2t + o, lr[r], decay[r], b1, b2, c1, c2, eps, wd, 1);
             else
-                S(adam_span)(lo[s], hi[s], pr, gr, mr, vr, b1r, b2r, 0, group, lr[r], decay[r], b1, b2, c1, c2, eps, wd, 0);
+                S(adam_span)(a, b, p + o, g + o, m + o, v + o, b1t + o, b2t + o, lr[r], decay[r], b1, b2, c1, c2, eps, wd, 0);
         }
     }
-    free(cut);
     FTZ_OFF;
 }
 #endif

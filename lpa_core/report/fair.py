@@ -215,9 +215,7 @@ def lr_edges(got):
             for d, lr in picks(r).items():
                 rows.append(dict(protocol=proto, paradigm=r.cfg["paradigm"], workload=w, dataset=d, lr=lr,
                                  top=bool(lrs) and lr >= max(lrs), bottom=bool(lrs) and lr <= min(lrs)))
-    if not rows:
-        return pd.DataFrame()
-    t = pd.DataFrame(rows)
+    t = pd.DataFrame(rows, columns=["protocol", "paradigm", "workload", "dataset", "lr", "top", "bottom"])
     return (t.groupby(["protocol", "paradigm"], sort=False)
             .agg(picks=("lr", "size"), at_top=("top", "sum"), at_bottom=("bottom", "sum")).reset_index())
 
@@ -598,7 +596,7 @@ def fair_cmd(args):
         fig_claims_map(cm, figs / "claims_map.png")
         h, e = where_holds(cm), lr_edges(got)
         (out / "claims_map.md").write_text(md_holds(h) + ("\n" + md_edges(e) if not e.empty else "") + "\n")
-        for r in (e[(e.at_top + e.at_bottom) * 4 >= e.picks] if not e.empty else e).itertuples():  # a quarter or more
+        for r in e[(e.at_top + e.at_bottom) * 4 >= e.picks].itertuples():  # a quarter or more
             print(f"lr picks: {r.paradigm} ({r.protocol}): {r.at_top} of {r.picks} at the highest trial lr, {r.at_bottom} at the lowest")
         for r in h[h.reading == "holds"].itertuples():
             print(f"claims map: {r.claim}, {r.compute}: holds in {r.variant} ({r.reproduced}/{r.surfaces} surfaces)")
