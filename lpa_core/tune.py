@@ -1,13 +1,17 @@
 """An equal tuning budget for every paradigm (issue 12, after AlgoPerf's external tuning): N learning-rate trials,
 picked on validation data, then the seeds at the pick; and runs matched to another run's compute.
 
-    python -m lpa_core tune --out DIR [--trials 6] [--span 2] [--tune-seed 0]
+    python -m lpa_core tune --out DIR [--trials 6] [--span 2] [--points centred|vdc] [--tune-seed 0]
                             [--match-dir RUN --match steps|flops] <train options: --paradigm ... --seeds ...>
 
-Trials: lr * 10**(span * (u - 1/2)) for u = 1/2, 1/4, 3/4, 1/8, 5/8, 3/8, ... (van der Corput, base 2): a
-quasirandom log-uniform sample of `span` decades around the recipe's lr, the recipe's own lr first, the same
-points for every paradigm and dataset. Phase 1 trains them as one vectorised job (DIR/trials: every dataset x the
-tune seed x the trial lrs, exp `<exp>_trials`). The pick, per dataset: the lowest full-depth validation error
+Trials: lr * 10**(span * (u - 1/2)), log-uniform over `span` decades around the recipe's lr, the same points for
+every paradigm and dataset. `centred` (the default): u = (k + 1/2)/n, k = 0..n-1, the midpoints of n equal strata,
+the n-point set of least discrepancy on [0, 1] (a quasirandom sample that covers the whole space: for n = 6 and
+span 2, lr * 10**-5/6 .. lr * 10**+5/6). `vdc`: the first n van der Corput points (base 2) after 0, u = 1/2, 1/4,
+3/4, 1/8, 5/8, 3/8, ...: the recipe's own lr first, but for n = 6 only lr * 10**-0.75 .. lr * 10**+0.5 (the
+scheme of the tune folders made before 2026-12-02; their request has no `points`, so the workflow finds them stale).
+Phase 1 trains the trials as one vectorised job (DIR/trials: every dataset x the tune seed x the trial lrs, exp
+`<exp>_trials`). The pick, per dataset: the lowest full-depth validation error
 (val_mse; classification val_ce) at the last evaluated epoch; a diverged trial is never picked; ties go to the
 earlier trial. Phase 2 trains the asked seeds at the picks (DIR/final, dataset_lrs). Selection reads the
 validation points only (lpa_core.data.make_val), never the test points.
@@ -55,9 +59,13 @@ def van_der_corput(i, base=2):
     return u
 
 
-def trial_lrs(lr, n, span=2.0):
-    """The n trial learning rates: log-uniform quasirandom over `span` decades centred on lr (trial 1 = lr)."""
-    return [float(lr * 10 ** (span * (van_der_corput(i) - 0.5))) for i in range(1, n + 1)]
+POINTS = ("centred", "vdc")
+
+
+def trial_lrs(lr, n, span=2.0, points="centred"):
+    """The n trial learning rates, log-uniform over `span` decades centred on lr (module doc: `points`)."""
+    us = [(k + 0.5) / n for k in range(n)] if points == "centred" else [van_der_corput(i) for i in range(1, n + 1)]
+    return [float(lr * 10 ** (span * (u - 0.5))) for u in us]
 
 
 def parser():
@@ -66,6 +74,8 @@ def parser():
     p.add_argument("--ckpt-dir", default=None, help="checkpoints (default checkpoints/<out>)")
     p.add_argument("--trials", type=int, default=6, help="learning-rate trials per paradigm and dataset (6)")
     p.add_argument("--span", type=float, default=2.0, help="decades the trials span around --lr (2)")
+    p.add_argument("--points", choices=POINTS, default="centred",
+                   help="the trials' points in the span: centred strata (centred) or van der Corput (vdc); module doc")
     p.add_argument("--tune-seed", type=int, default=0, help="the seed the trials train (0)")
     p.add_argument("--match-dir", default=None, help="a run folder whose per-run compute this tune's runs match")
     p.add_argument("--match", choices=("steps", "flops"), default=None, help="what --match-dir's runs are matched on")
@@ -89,7 +99,7 @@ def request(tokens):
     for key in ("lrs", "dataset_lrs"):
         if key in train:
             raise ValueError(f"{key}: set by tune itself (trials, then the picks)")
-    req = {"trials": args.trials, "span": args.span, "tune_seed": args.tune_seed, "match": args.match,
+    req = {"trials": args.trials, "span": args.span, "points": args.points, "tune_seed": args.tune_seed, "match": args.match,
            "match_dir": args.match_dir, "train": {k: list(v) if isinstance(v, tuple) else v for k, v in train.items()
                                                  if k not in runs.EXECUTION_KEYS}}
     if args.history != "all":  # recorded when set: tune folders made before the option stay fresh
@@ -194,7 +204,7 @@ def tune(tokens, log=print, watch=None):
         ref = runs.verify_run(args.match_dir)["config"]["epochs"]
         match = {"dir": args.match_dir, "by": args.match, "target_per_run": total, "epochs": epochs, "stride": max(1, round(epochs / ref))}
         log(f"[{base.exp}/{base.paradigm}] {args.match} matched to {args.match_dir}: {epochs} epochs")
-    lrs = trial_lrs(base.lr, args.trials, args.span)
+    lrs = trial_lrs(base.lr, args.trials, args.span, args.points)
     trials = replace(base, exp=f"{base.exp}_trials", seeds=(args.tune_seed,), lrs=tuple(lrs))
     phase(trials, out / "trials", ckpt and ckpt / "trials", args.scale, log)
     picks, val = pick(out / "trials", trials)

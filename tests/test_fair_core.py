@@ -2,6 +2,7 @@
 and the tune command (trials on validation, the pick, equal-compute matching)."""
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -119,11 +120,14 @@ def test_a_frozen_prefix_gets_no_backward_and_evaluation_is_free(tmp_path):
         assert s.flops.tolist() == [want]
 
 
-def test_trial_lrs_are_quasirandom_over_two_decades_starting_at_the_recipe():
-    lrs = tune.trial_lrs(0.01, 6)
-    assert lrs[0] == 0.01 and len(set(lrs)) == 6
-    assert min(lrs) >= 0.001 and max(lrs) <= 0.1
-    assert sorted(lrs)[0] == pytest.approx(0.01 * 10 ** (2 * (1 / 8 - 0.5)))
+def test_trial_lrs_cover_the_two_decades_evenly_and_vdc_keeps_the_older_points():
+    lrs = tune.trial_lrs(0.01, 6)  # centred: one point in the middle of each sixth of the log space
+    gaps = np.diff(np.log10(lrs))
+    assert np.allclose(gaps, 1 / 3) and np.log10(lrs[0]) == pytest.approx(-2 - 5 / 6)
+    assert np.log10(lrs[0]) + np.log10(lrs[-1]) == pytest.approx(-4)  # symmetric about the recipe
+    assert tune.trial_lrs(0.01, 3)[1] == pytest.approx(0.01)  # an odd count has the recipe's lr in the middle
+    old = tune.trial_lrs(0.01, 6, points="vdc")  # van der Corput: the recipe first, 10^-0.75 .. 10^+0.5 of it
+    assert old[0] == 0.01 and min(old) == pytest.approx(0.01 * 10 ** -0.75) and max(old) == pytest.approx(0.01 * 10 ** 0.5)
 
 
 def test_tune_picks_on_validation_trains_the_seeds_and_skips_what_is_done(tmp_path):

@@ -70,7 +70,7 @@ def fair_args(workload, protocol, paradigm):
     keys, _, seeds, _ = FAIR_WORKLOADS[workload]
     match = {} if protocol == "epochs" else {"match_dir": f"{fair_dir(workload, 'epochs', 'lpa')}/final", "match": protocol}
     history = {} if workload == "table1" else {"history": FAIR["map"].get("history", "all")}
-    tune = {"trials": FAIR["trials"], "span": FAIR["span"], "tune_seed": FAIR["tune_seed"], **match, **history}
+    tune = {"trials": FAIR["trials"], "span": FAIR["span"], "points": FAIR["points"], "tune_seed": FAIR["tune_seed"], **match, **history}
     tune = options({k.replace("_", "-"): v for k, v in tune.items()})  # the tune command's own options: --tune-seed
     gpu = " --device cuda" if rule_gpus("tune_surfaces") and "device" not in keys else ""
     return f"{tune} {train_args('table1', SURF['arch'], paradigm, label=f'fair_{workload}_{protocol}', **keys, seeds=seeds)}{gpu}"
