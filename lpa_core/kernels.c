@@ -81,14 +81,21 @@ static inline V S(store)(V y, int post, const T *aux) {
     }
 }
 
-/* out[o, Bp] = post(W x + b), or (acc) out += W x, on rows of Bp (a multiple of VL) columns; W[p, k] =
- * w[p * ws + k * wc] (ws = i, wc = 1: W; ws = 1, wc = o: its transpose); aux: post's other operand, laid out as
- * out. Five output rows (the width 10 in two blocks) by VL columns stay in registers over k; each output is its
- * bias (or its old value) plus the k terms in order. */
-static void S(lin)(int o, int i, int Bp, const T *w, long ws, long wc, const T *b, const T *x, T *out, int acc, int post,
+/* the vectors of the VL-column chunk at q0 that hold one of the B columns (the rest are padding only) */
+static inline int S(nvec)(int q0, int B) {
+    int n = (B - q0 + NL - 1) / NL;
+    return n < NC ? n : NC;
+}
+
+/* out[o, Bp] = post(W x + b), or (acc) out += W x, on rows of Bp = B rounded up to a multiple of VL columns;
+ * W[p, k] = w[p * ws + k * wc] (ws = i, wc = 1: W; ws = 1, wc = o: its transpose); aux: post's other operand, laid
+ * out as out. Five output rows (the width 10 in two blocks) by VL columns stay in registers over k; each output is its
+ * bias (or its old value) plus the k terms in order. Vectors of padding only (nvec) are neither read nor written. */
+static void S(lin)(int o, int i, int B, const T *w, long ws, long wc, const T *b, const T *x, T *out, int acc, int post,
                    const T *aux) {
+    int Bp = (B + VL - 1) / VL * VL;
     for (int q0 = 0; q0 < Bp; q0 += VL) {
-        int p = 0;
+        int p = 0, nc = S(nvec)(q0, B);
         for (; p + 5 <= o; p += 5) {
             T *y = out + (long)p * Bp + q0;
             V a[5][NC];
@@ -96,11 +103,12 @@ static void S(lin)(int o, int i, int Bp, const T *w, long ws, long wc, const T *
             for (int r = 0; r < 5; r++)
 #pragma GCC unroll 16
                 for (int c = 0; c < NC; c++)
-                    a[r][c] = acc ? LD(y + r * Bp + c * NL) : (V){0} + (b ? b[p + r] : 0);
+                    if (c < nc) a[r][c] = acc ? LD(y + r * Bp + c * NL) : (V){0} + (b ? b[p + r] : 0);
             for (int k = 0; k < i; k++) {
                 const T *wk = w + p * ws + k * wc;
 #pragma GCC unroll 16
                 for (int c = 0; c < NC; c++) {
+                    if (c >= nc) break;
                     V xk = LD(x + (long)k * Bp + q0 + c * NL);
 #pragma GCC unroll 16
                     for (int r = 0; r < 5; r++) a[r][c] += wk[r * ws] * xk;
@@ -111,12 +119,12 @@ static void S(lin)(int o, int i, int Bp, const T *w, long ws, long wc, const T *
 #pragma GCC unroll 16
                 for (int c = 0; c < NC; c++) {
                     long e = (long)(p + r) * Bp + q0 + c * NL;
-                    *(V *)(out + e) = S(store)(a[r][c], post, aux + e);
+                    if (c < nc) *(V *)(out + e) = S(store)(a[r][c], post, aux + e);
                 }
         }
         for (; p < o; p++)
 #pragma GCC unroll 16
-            for (int c = 0; c < NC; c++) {
+            for (int c = 0; c < nc; c++) {
                 long e = (long)p * Bp + q0 + c * NL;
                 V a = acc ? LD(out + e) : (V){0} + (b ? b[p] : 0);
                 for (int k = 0; k < i; k++) a += w[p * ws + k * wc] * LD(x + (long)k * Bp + q0 + c * NL);
@@ -151,46 +159,44 @@ static inline T S(hsum)(const V *a) {
     return (h[0] + h[2]) + (h[1] + h[3]);
 }
 
+/* dw[j] = sum_q gp[q] u[j, q] for j < n (rows of u Bp apart) and, with db, *db = sum_q gp[q]: VL lane sums over
+ * the chunks, then halved (hsum). n is a constant where it is inlined, so the n + 1 sums stay in registers and
+ * share the loads of gp. */
+static inline __attribute__((always_inline)) void S(wsums)(int n, int B, const T *gp, const T *u, T *dw, T *db) {
+    int Bp = (B + VL - 1) / VL * VL;
+    V a[6][NC];
+#pragma GCC unroll 16
+    for (int j = 0; j <= n; j++)
+#pragma GCC unroll 16
+        for (int c = 0; c < NC; c++) a[j][c] = (V){0};
+    for (int q0 = 0; q0 < Bp; q0 += VL)
+#pragma GCC unroll 16
+        for (int c = 0; c < NC; c++) {
+            if (c >= S(nvec)(q0, B)) break;  /* padding only: its products are 0 */
+            V gv = LD(gp + q0 + c * NL);
+#pragma GCC unroll 16
+            for (int j = 0; j < n; j++) a[j][c] += gv * LD(u + (long)j * Bp + q0 + c * NL);
+            if (db) a[n][c] += gv;
+        }
+#pragma GCC unroll 16
+    for (int j = 0; j < n; j++) dw[j] = S(hsum)(a[j]);
+    if (db) *db = S(hsum)(a[n]);
+}
+
 /* gradients of W and b in out = W inp + b for the output gradient g [o, Bp]: dw[p, k] = sum_q g[p, q] inp[k, q],
- * db[p] = sum_q g[p, q], as VL lane sums over the chunks, then halved (hsum): one fixed order. Four k at a time
- * share the loads of g. Padding columns are 0 in g. */
-static void S(wgrad)(int o, int i, int Bp, const T *g, const T *inp, T *dw, T *db) {
+ * db[p] = sum_q g[p, q], each its VL lane sums over the chunks in order, then halved (hsum): one fixed order,
+ * whichever sums are computed together. Five k at a time share the loads of g, the first five with db; the rest one
+ * k at a time. Padding columns are 0 in g. */
+static void S(wgrad)(int o, int i, int B, const T *g, const T *inp, T *dw, T *db) {
+    int Bp = (B + VL - 1) / VL * VL;
     for (int p = 0; p < o; p++) {
         const T *gp = g + (long)p * Bp;
         int k = 0;
-        for (; k + 4 <= i; k += 4) {
-            const T *u = inp + (long)k * Bp;
-            V a[4][NC];
-#pragma GCC unroll 16
-            for (int j = 0; j < 4; j++)
-#pragma GCC unroll 16
-                for (int c = 0; c < NC; c++) a[j][c] = (V){0};
-            for (int q0 = 0; q0 < Bp; q0 += VL)
-#pragma GCC unroll 16
-                for (int c = 0; c < NC; c++) {
-                    V gv = LD(gp + q0 + c * NL);
-#pragma GCC unroll 16
-                    for (int j = 0; j < 4; j++) a[j][c] += gv * LD(u + (long)j * Bp + q0 + c * NL);
-                }
-#pragma GCC unroll 16
-            for (int j = 0; j < 4; j++) dw[p * i + k + j] = S(hsum)(a[j]);
-        }
-        for (; k < i; k++) {
-            V a[NC];
-#pragma GCC unroll 16
-            for (int c = 0; c < NC; c++) a[c] = (V){0};
-            for (int q0 = 0; q0 < Bp; q0 += VL)
-#pragma GCC unroll 16
-                for (int c = 0; c < NC; c++) a[c] += LD(gp + q0 + c * NL) * LD(inp + (long)k * Bp + q0 + c * NL);
-            dw[p * i + k] = S(hsum)(a);
-        }
-        V a[NC];
-#pragma GCC unroll 16
-        for (int c = 0; c < NC; c++) a[c] = (V){0};
-        for (int q0 = 0; q0 < Bp; q0 += VL)
-#pragma GCC unroll 16
-            for (int c = 0; c < NC; c++) a[c] += LD(gp + q0 + c * NL);
-        db[p] = S(hsum)(a);
+        if (i >= 5)
+            for (S(wsums)(5, B, gp, inp, dw + p * i, db + p), k = 5; k + 5 <= i; k += 5)
+                S(wsums)(5, B, gp, inp + (long)k * Bp, dw + p * i + k, 0);
+        for (; k < i; k++) S(wsums)(1, B, gp, inp + (long)k * Bp, dw + p * i + k, 0);
+        if (i < 5) S(wsums)(0, B, gp, inp, 0, db + p);
     }
 }
 
@@ -230,11 +236,11 @@ void S(forward)(int R, int din, int W, int dout, int L, int depth, int B, const 
         for (int t = 0; t < 4 * L + 4; t++) P[t] = ptr[t] + r * rs[t];
         T *h = H + r * rb;
         S(pad)(x + (long)r * din * B, din, B, Bp, xs);
-        S(lin)(W, din, Bp, P[0], din, 1, P[1], xs, h, 0, PLAIN, 0);
+        S(lin)(W, din, B, P[0], din, 1, P[1], xs, h, 0, PLAIN, 0);
         S(zpad)(h, W, B, Bp);
         for (int j = 0, e = 0; j <= depth; j++) {
             for (; e < n_ex && ex[e] == j; e++) {  /* the exits at depth j */
-                S(lin)(dout, W, Bp, P[2 + 4 * L], W, 1, P[3 + 4 * L], h, ps, 0, PLAIN, 0);
+                S(lin)(dout, W, B, P[2 + 4 * L], W, 1, P[3 + 4 * L], h, ps, 0, PLAIN, 0);
                 for (int p = 0; p < dout; p++) memcpy(pred + (((long)e * R + r) * dout + p) * B, ps + (long)p * Bp, sizeof(T) * B);
             }
             if (j == depth) break;
@@ -244,13 +250,13 @@ void S(forward)(int R, int din, int W, int dout, int L, int depth, int B, const 
             if (k == 1) {
                 if (hn != h) memcpy(hn, h, sizeof(T) * wb);
             } else {
-                S(lin)(W, W, Bp, Q[0], W, 1, Q[1], h, a, 0, RELU, 0);
+                S(lin)(W, W, B, Q[0], W, 1, Q[1], h, a, 0, RELU, 0);
                 S(zpad)(a, W, B, Bp);
                 if (k == 2) {
-                    S(lin)(W, W, Bp, Q[2], W, 1, Q[3], a, f, 0, PLAIN, 0);
+                    S(lin)(W, W, B, Q[2], W, 1, Q[3], a, f, 0, PLAIN, 0);
                     S(add)(W, B, Bp, h, f, gate + ((long)j * R + r) * B, hn);
                 } else {
-                    S(lin)(W, W, Bp, Q[2], W, 1, Q[3], a, hn, 0, ADD, h);
+                    S(lin)(W, W, B, Q[2], W, 1, Q[3], a, hn, 0, ADD, h);
                     S(zpad)(hn, W, B, Bp);
                 }
             }
@@ -279,11 +285,11 @@ void S(backward)(int R, int din, int W, int dout, int L, int depth, int B, const
                 S(pad)(g + ((long)e * R + r) * dout * B, dout, B, Bp, ps);
                 if (want[L + 1]) {
                     int first = e == n_ex - 1;
-                    S(wgrad)(dout, W, Bp, ps, H + j * hs + r * wb, first ? G[2 + 4 * L] : hw, first ? G[3 + 4 * L] : hw + dout * W);
+                    S(wgrad)(dout, W, B, ps, H + j * hs + r * wb, first ? G[2 + 4 * L] : hw, first ? G[3 + 4 * L] : hw + dout * W);
                     for (int t = 0; !first && t < dout * W; t++) G[2 + 4 * L][t] += hw[t];
                     for (int t = 0; !first && t < dout; t++) G[3 + 4 * L][t] += hw[dout * W + t];
                 }
-                S(lin)(W, dout, Bp, P[2 + 4 * L], 1, W, 0, ps, gs, 1, PLAIN, 0);
+                S(lin)(W, dout, B, P[2 + 4 * L], 1, W, 0, ps, gs, 1, PLAIN, 0);
             }
             if (j == 0) break;
             int k = S(kept)(mode, gate, j - 1, r, R, B);
@@ -300,19 +306,19 @@ void S(backward)(int R, int din, int W, int dout, int L, int depth, int B, const
                     for (int q = 0; q < Bp; q++) gf[(long)p * Bp + q] = q < B && kg[q] ? gs[(long)p * Bp + q] : 0;
                 go = gf;
             }
-            if (want[j]) S(wgrad)(W, W, Bp, go, a, G[4 * j], G[4 * j + 1]);
-            S(lin)(W, W, Bp, Q[2], 1, W, 0, go, gz, 0, MASK, a);
-            if (want[j]) S(wgrad)(W, W, Bp, gz, H + (j - 1) * hs + r * wb, G[4 * j - 2], G[4 * j - 1]);
+            if (want[j]) S(wgrad)(W, W, B, go, a, G[4 * j], G[4 * j + 1]);
+            S(lin)(W, W, B, Q[2], 1, W, 0, go, gz, 0, MASK, a);
+            if (want[j]) S(wgrad)(W, W, B, gz, H + (j - 1) * hs + r * wb, G[4 * j - 2], G[4 * j - 1]);
             if (!kg) {
-                S(lin)(W, W, Bp, Q[0], 1, W, 0, gz, gs, 1, PLAIN, 0);
+                S(lin)(W, W, B, Q[0], 1, W, 0, gz, gs, 1, PLAIN, 0);
             } else {
-                S(lin)(W, W, Bp, Q[0], 1, W, 0, gz, gf, 0, PLAIN, 0);
+                S(lin)(W, W, B, Q[0], 1, W, 0, gz, gf, 0, PLAIN, 0);
                 S(add)(W, B, Bp, gs, gf, kg, gs);
             }
         }
         if (want[0]) {
             S(pad)(x + (long)r * din * B, din, B, Bp, xs);
-            S(wgrad)(W, din, Bp, gs, xs, G[0], G[1]);
+            S(wgrad)(W, din, B, gs, xs, G[0], G[1]);
         }
     }
 }
