@@ -1,8 +1,10 @@
 """The README is a front page (at most about 120 lines) whose links resolve, and every `python -m lpa_core <command>`
-that it or a docs/ page shows is a command the CLI has (each command's behaviour is tested where it is built)."""
+that it or a docs/ page shows is a command the CLI has (each command's behaviour is tested where it is built); the
+numbers it quotes from a committed table are that table's."""
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from lpa_core import cli
@@ -25,3 +27,23 @@ def test_every_command_shown_exists(command):
     with pytest.raises(SystemExit) as e:
         cli.main([command, "--help"])
     assert e.value.code == 0, command
+
+
+def test_readme_fair_ratios_are_the_committed_verdicts():
+    """The README's LPA / Simultaneous row per scale (geometric mean [CI] per protocol) is results/tables[/<scale>]/
+    fair/verdicts.csv to the digits it prints: re-running the fair track and not the README fails here."""
+    rows = re.findall(r"^\| (paper|quick) \([^|]*\) \|(.*)\|$", (ROOT / "README.md").read_text(), re.M)
+    assert sorted(s for s, _ in rows) == ["paper", "quick"]
+    for scale, cells in rows:
+        v = pd.read_csv(ROOT / "results/tables" / ("" if scale == "paper" else scale) / "fair/verdicts.csv")
+        v = v[(v.claim == "LPA beats Simultaneous") & (v.workload == "table1") & (v.dataset == "all") & (v.metric == "mse")]
+        for protocol, cell in zip(("paper", "tuned", "equal_steps", "equal_flops"), cells.split("|"), strict=True):
+            got = v[v.protocol == protocol][["ratio", "ratio_low", "ratio_high"]].to_numpy()
+            if cell.strip() == "not run":
+                assert len(got) == 0, (scale, protocol)
+                continue
+            shown = re.findall(r"[0-9]+(?:\.[0-9]+)?", cell)
+            assert len(shown) == 3 and len(got) == 1, (scale, protocol, cell)
+            for text, value in zip(shown, got[0]):
+                digits = len(text.replace(".", "").lstrip("0"))
+                assert float(text) == float(f"{value:.{digits}g}"), (scale, protocol, text, value)
