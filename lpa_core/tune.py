@@ -9,7 +9,7 @@ every paradigm and dataset. `centred` (the default): u = (k + 1/2)/n, k = 0..n-1
 the n-point set of least discrepancy on [0, 1] (a quasirandom sample that covers the whole space: for n = 6 and
 span 2, lr * 10**-5/6 .. lr * 10**+5/6). `vdc`: the first n van der Corput points (base 2) after 0, u = 1/2, 1/4,
 3/4, 1/8, 5/8, 3/8, ...: the recipe's own lr first, but for n = 6 only lr * 10**-0.75 .. lr * 10**+0.5 (the
-scheme of the tune folders made before 2026-12-02; their request has no `points`, so the workflow finds them stale).
+scheme of the tune folders made before 2026-12-02: their request has no `points`, which the workflow reads as vdc).
 Phase 1 trains the trials as one vectorised job (DIR/trials: every dataset x the tune seed x the trial lrs, exp
 `<exp>_trials`). The pick, per dataset: the lowest full-depth validation error
 (val_mse; classification val_ce) at the last evaluated epoch; a diverged trial is never picked; ties go to the

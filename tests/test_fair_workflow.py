@@ -126,6 +126,13 @@ def test_stale_or_damaged_tune_folder_is_named_and_made_again(tmp_path):
     assert scheduled(r.stdout)["tune_surfaces"] == 1 and not (d / ".fresh").exists()
     r = dry()  # the config put back: fresh again
     assert "tune_surfaces" not in scheduled(r.stdout) and (d / ".fresh").exists()
+    record = (d / "tune.json").read_text()
+    old = json.loads(record)
+    del old["request"]["points"]  # a record from before the option: its trials were van der Corput's
+    (d / "tune.json").write_text(json.dumps(old))
+    assert "tune_surfaces" not in scheduled(dry("scales={quick: {fair: {points: vdc}}}").stdout)
+    assert "is stale: points vdc -> centred" in dry().stderr
+    (d / "tune.json").write_text(record)
     r = dry("scales={quick: {fair: {train: {n_val: 100}}}}")  # a changed train option, read by lpa_core's parser
     assert "is stale: n_val 150 -> 100" in r.stderr and "tune_surfaces" in scheduled(r.stdout)
     (d / "final/summary.csv").write_text("dataset,value\nsaddle,2\n")  # a damaged final run

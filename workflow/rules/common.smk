@@ -223,7 +223,7 @@ def tune_check(d, args):
     try:
         done = [_runs.verify_run(os.path.join(d, sub)) for sub in ("trials", "final")]
         with open(path) as f:
-            had = json.load(f)["request"]
+            had = {"points": "vdc", **json.load(f)["request"]}  # a request without points: made on van der Corput's
         had_train = TrainConfig.resolved(had["train"])
     except _runs.RunError as e:
         return f"damaged: {e}"
