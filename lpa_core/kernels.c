@@ -191,12 +191,11 @@ static void S(wgrad)(int o, int i, int B, const T *g, const T *inp, T *dw, T *db
     int Bp = (B + VL - 1) / VL * VL;
     for (int p = 0; p < o; p++) {
         const T *gp = g + (long)p * Bp;
-        int k = 0;
-        if (i >= 5)
-            for (S(wsums)(5, B, gp, inp, dw + p * i, db + p), k = 5; k + 5 <= i; k += 5)
-                S(wsums)(5, B, gp, inp + (long)k * Bp, dw + p * i + k, 0);
+        int k = i >= 5 ? 5 : 0;
+        if (k) S(wsums)(5, B, gp, inp, dw + p * i, db + p);
+        else S(wsums)(0, B, gp, inp, 0, db + p);
+        for (; k + 5 <= i; k += 5) S(wsums)(5, B, gp, inp + (long)k * Bp, dw + p * i + k, 0);
         for (; k < i; k++) S(wsums)(1, B, gp, inp + (long)k * Bp, dw + p * i + k, 0);
-        if (i < 5) S(wsums)(0, B, gp, inp, 0, db + p);
     }
 }
 

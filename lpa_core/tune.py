@@ -9,7 +9,7 @@ every paradigm and dataset. `centred` (the default): u = (k + 1/2)/n, k = 0..n-1
 the n-point set of least discrepancy on [0, 1] (a quasirandom sample that covers the whole space: for n = 6 and
 span 2, lr * 10**-5/6 .. lr * 10**+5/6). `vdc`: the first n van der Corput points (base 2) after 0, u = 1/2, 1/4,
 3/4, 1/8, 5/8, 3/8, ...: the recipe's own lr first, but for n = 6 only lr * 10**-0.75 .. lr * 10**+0.5 (the
-scheme of the tune folders made before 2026-12-02: their request has no `points`, which the workflow reads as vdc).
+scheme of the tune folders made before 2026-12-02: a request records `points` only when it is not vdc, `recorded`).
 Phase 1 trains the trials as one vectorised job (DIR/trials: every dataset x the tune seed x the trial lrs, exp
 `<exp>_trials`). The pick, per dataset: the lowest full-depth validation error
 (val_mse; classification val_ce) at the last evaluated epoch; a diverged trial is never picked; ties go to the
@@ -99,12 +99,19 @@ def request(tokens):
     for key in ("lrs", "dataset_lrs"):
         if key in train:
             raise ValueError(f"{key}: set by tune itself (trials, then the picks)")
-    req = {"trials": args.trials, "span": args.span, "points": args.points, "tune_seed": args.tune_seed, "match": args.match,
+    req = {"trials": args.trials, "span": args.span, "tune_seed": args.tune_seed, "match": args.match,
            "match_dir": args.match_dir, "train": {k: list(v) if isinstance(v, tuple) else v for k, v in train.items()
                                                  if k not in runs.EXECUTION_KEYS}}
-    if args.history != "all":  # recorded when set: tune folders made before the option stay fresh
-        req["history"] = args.history
+    req.update({k: getattr(args, k) for k, old in LEGACY.items() if getattr(args, k) != old})
     return args, req, train
+
+
+LEGACY = {"history": "all", "points": "vdc"}  # options added later: what the folders made before them did
+
+
+def recorded(req):
+    """A request with every LEGACY option it leaves out filled in (a request records one only where it differs)."""
+    return {**LEGACY, **req}
 
 
 SELECT = ("val_mse", "val_ce")  # the selection metric: regression, classification (tabular)

@@ -223,13 +223,13 @@ def tune_check(d, args):
     try:
         done = [_runs.verify_run(os.path.join(d, sub)) for sub in ("trials", "final")]
         with open(path) as f:
-            had = {"points": "vdc", **json.load(f)["request"]}  # a request without points: made on van der Corput's
+            had = _tune.recorded(json.load(f)["request"])
         had_train = TrainConfig.resolved(had["train"])
     except _runs.RunError as e:
         return f"damaged: {e}"
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         return f"damaged: {path}: not a tune record ({str(e).splitlines()[0] if str(e) else type(e).__name__}); re-tune or delete {d}"
-    asked = _tune.request(["--out", d, *shlex.split(args)])[1]
+    asked = _tune.recorded(_tune.request(["--out", d, *shlex.split(args)])[1])
     norm = lambda k, v: os.path.normpath(v) if k == "match_dir" and v else v
     changes = [f"scale {done[-1].get('scale')} -> {SCALE}"] if done[-1].get("scale") != SCALE else []
     changes += [f"{k} {had.get(k)} -> {v}" for k, v in asked.items() if k != "train" and norm(k, had.get(k)) != norm(k, v)]
