@@ -37,6 +37,7 @@ enum { PLAIN, RELU, ADD, MASK };  /* what lin does to a result as it stores it (
 #undef IV
 #undef NL
 #undef NC
+#undef NT
 #undef LD
 #undef NB
 #undef SQRT
@@ -81,33 +82,41 @@ static inline V S(store)(V y, int post, const T *aux) {
     }
 }
 
-/* the vectors of the VL-column chunk at q0 that hold one of the B columns (the rest are padding only) */
-static inline int S(nvec)(int q0, int B) {
+/* of the `most` vectors from column q0 on, those that hold one of the B columns (the rest are padding only) */
+static inline int S(nvec)(int q0, int B, int most) {
     int n = (B - q0 + NL - 1) / NL;
-    return n < NC ? n : NC;
+    return n < most ? n : most;
 }
+
+/* lin's tile: five output rows by NT vectors, at least two (on AVX-512 in float32 a 16-lane block is one vector,
+ * and five sums alone leave the multiply-adds waiting on each other's latency); each output's sum is the same */
+#ifdef LPA_NT
+#define NT LPA_NT
+#else
+#define NT (NC > 1 ? NC : 2)
+#endif
 
 /* out[o, Bp] = post(W x + b), or (acc) out += W x, on rows of Bp = B rounded up to a multiple of VL columns;
  * W[p, k] = w[p * ws + k * wc] (ws = i, wc = 1: W; ws = 1, wc = o: its transpose); aux: post's other operand, laid
- * out as out. Five output rows (the width 10 in two blocks) by VL columns stay in registers over k; each output is its
- * bias (or its old value) plus the k terms in order. Vectors of padding only (nvec) are neither read nor written. */
+ * out as out. Tiles of five output rows (the width 10 in two blocks) by NT vectors stay in registers over k; each
+ * output is its bias (or its old value) plus the k terms in order, whatever the tile. Vectors of padding only (nvec) are neither read nor written. */
 static void S(lin)(int o, int i, int B, const T *w, long ws, long wc, const T *b, const T *x, T *out, int acc, int post,
                    const T *aux) {
     int Bp = (B + VL - 1) / VL * VL;
-    for (int q0 = 0; q0 < Bp; q0 += VL) {
-        int p = 0, nc = S(nvec)(q0, B);
+    for (int q0 = 0; q0 < Bp; q0 += NT * NL) {
+        int p = 0, nc = S(nvec)(q0, B, NT);
         for (; p + 5 <= o; p += 5) {
             T *y = out + (long)p * Bp + q0;
-            V a[5][NC];
+            V a[5][NT];
 #pragma GCC unroll 16
             for (int r = 0; r < 5; r++)
 #pragma GCC unroll 16
-                for (int c = 0; c < NC; c++)
+                for (int c = 0; c < NT; c++)
                     if (c < nc) a[r][c] = acc ? LD(y + r * Bp + c * NL) : (V){0} + (b ? b[p + r] : 0);
             for (int k = 0; k < i; k++) {
                 const T *wk = w + p * ws + k * wc;
 #pragma GCC unroll 16
-                for (int c = 0; c < NC; c++) {
+                for (int c = 0; c < NT; c++) {
                     if (c >= nc) break;
                     V xk = LD(x + (long)k * Bp + q0 + c * NL);
 #pragma GCC unroll 16
@@ -117,7 +126,7 @@ static void S(lin)(int o, int i, int B, const T *w, long ws, long wc, const T *b
 #pragma GCC unroll 16
             for (int r = 0; r < 5; r++)
 #pragma GCC unroll 16
-                for (int c = 0; c < NC; c++) {
+                for (int c = 0; c < NT; c++) {
                     long e = (long)(p + r) * Bp + q0 + c * NL;
                     if (c < nc) *(V *)(out + e) = S(store)(a[r][c], post, aux + e);
                 }
@@ -159,44 +168,64 @@ static inline T S(hsum)(const V *a) {
     return (h[0] + h[2]) + (h[1] + h[3]);
 }
 
-/* dw[j] = sum_q gp[q] u[j, q] for j < n (rows of u Bp apart) and, with db, *db = sum_q gp[q]: VL lane sums over
- * the chunks, then halved (hsum). n is a constant where it is inlined, so the n + 1 sums stay in registers and
- * share the loads of gp. */
-static inline __attribute__((always_inline)) void S(wsums)(int n, int B, const T *gp, const T *u, T *dw, T *db) {
+/* dw[h * dws + j] = sum_q gp[h * Bp + q] u[j, q] for the m (1 or 2) rows h of gp and j < n (rows of u Bp apart)
+ * and, with db, db[h] = sum_q gp[h * Bp + q]: VL lane sums over the chunks, then halved (hsum). m and n are
+ * constants where it is inlined, so the m (n + 1) sums stay in registers and share the loads of u and gp. */
+static inline __attribute__((always_inline)) void S(wsums)(int m, int n, int B, const T *gp, const T *u, T *dw, long dws,
+                                                           T *db) {
     int Bp = (B + VL - 1) / VL * VL;
-    V a[6][NC];
+    V a[2][6][NC];
 #pragma GCC unroll 16
-    for (int j = 0; j <= n; j++)
+    for (int h = 0; h < m; h++)
 #pragma GCC unroll 16
-        for (int c = 0; c < NC; c++) a[j][c] = (V){0};
+        for (int j = 0; j <= n; j++)
+#pragma GCC unroll 16
+            for (int c = 0; c < NC; c++) a[h][j][c] = (V){0};
     for (int q0 = 0; q0 < Bp; q0 += VL)
 #pragma GCC unroll 16
         for (int c = 0; c < NC; c++) {
-            if (c >= S(nvec)(q0, B)) break;  /* padding only: its products are 0 */
-            V gv = LD(gp + q0 + c * NL);
+            if (c >= S(nvec)(q0, B, NC)) break;  /* padding only: its products are 0 */
+            V gv[2];
 #pragma GCC unroll 16
-            for (int j = 0; j < n; j++) a[j][c] += gv * LD(u + (long)j * Bp + q0 + c * NL);
-            if (db) a[n][c] += gv;
+            for (int h = 0; h < m; h++) gv[h] = LD(gp + (long)h * Bp + q0 + c * NL);
+#pragma GCC unroll 16
+            for (int j = 0; j < n; j++) {
+                V uj = LD(u + (long)j * Bp + q0 + c * NL);
+#pragma GCC unroll 16
+                for (int h = 0; h < m; h++) a[h][j][c] += gv[h] * uj;
+            }
+#pragma GCC unroll 16
+            for (int h = 0; db && h < m; h++) a[h][n][c] += gv[h];
         }
 #pragma GCC unroll 16
-    for (int j = 0; j < n; j++) dw[j] = S(hsum)(a[j]);
-    if (db) *db = S(hsum)(a[n]);
+    for (int h = 0; h < m; h++) {
+#pragma GCC unroll 16
+        for (int j = 0; j < n; j++) dw[h * dws + j] = S(hsum)(a[h][j]);
+        if (db) db[h] = S(hsum)(a[h][n]);
+    }
+}
+
+/* wsums over the i rows of inp for the m rows of gp: five k at a time, the first five with db, the rest one by one */
+static inline __attribute__((always_inline)) void S(wrows)(int m, int i, int B, const T *gp, const T *inp, T *dw, T *db) {
+    long Bp = (B + VL - 1) / VL * VL;
+    int k = i >= 5 ? 5 : 0;
+    if (k) S(wsums)(m, 5, B, gp, inp, dw, i, db);
+    else S(wsums)(m, 0, B, gp, inp, 0, i, db);
+    for (; k + 5 <= i; k += 5) S(wsums)(m, 5, B, gp, inp + k * Bp, dw + k, i, 0);
+    for (; k < i; k++) S(wsums)(m, 1, B, gp, inp + k * Bp, dw + k, i, 0);
 }
 
 /* gradients of W and b in out = W inp + b for the output gradient g [o, Bp]: dw[p, k] = sum_q g[p, q] inp[k, q],
  * db[p] = sum_q g[p, q], each its VL lane sums over the chunks in order, then halved (hsum): one fixed order,
- * whichever sums are computed together. Five k at a time share the loads of g, the first five with db; the rest one
- * k at a time. Padding columns are 0 in g. */
+ * whichever sums are computed together. Where a 16-lane block is one vector (AVX-512, float32), two rows p at a time
+ * (twelve sums: six would wait on each other's latency); five k at a time share the loads of g, the first five with
+ * db; the rest one k at a time. Padding columns are 0 in g. */
 static void S(wgrad)(int o, int i, int B, const T *g, const T *inp, T *dw, T *db) {
-    int Bp = (B + VL - 1) / VL * VL;
-    for (int p = 0; p < o; p++) {
-        const T *gp = g + (long)p * Bp;
-        int k = i >= 5 ? 5 : 0;
-        if (k) S(wsums)(5, B, gp, inp, dw + p * i, db + p);
-        else S(wsums)(0, B, gp, inp, 0, db + p);
-        for (; k + 5 <= i; k += 5) S(wsums)(5, B, gp, inp + (long)k * Bp, dw + p * i + k, 0);
-        for (; k < i; k++) S(wsums)(1, B, gp, inp + (long)k * Bp, dw + p * i + k, 0);
-    }
+    long Bp = (B + VL - 1) / VL * VL;
+    int p = 0;
+    if (NC == 1)
+        for (; p + 2 <= o; p += 2) S(wrows)(2, i, B, g + p * Bp, inp, dw + p * i, db + p);
+    for (; p < o; p++) S(wrows)(1, i, B, g + p * Bp, inp, dw + p * i, db + p);
 }
 
 /* block j's state for run r: 0 kept by every example, 1 by none, 2 by some */
