@@ -40,25 +40,25 @@ CATEGORIES = {"compiled kernels": ("kernels::",), "matmul": ("aten::bmm", "aten:
               "aten::copy_", "aten::fill_", "aten::zero_", "aten::cat"), "autograd engine": ("autograd::", "AccumulateGrad", "Backward")}
 
 
+def in_profiler_event(name, call):
+    """A kernel call as a profiler event 'kernels::<name>' (they are no torch ops: the profiler would not see them)."""
+    def run(*args):
+        with record_function(f"kernels::{name}"):
+            return call(*args)
+    return run
+
+
 @contextlib.contextmanager
-def traced_kernels():
-    """Each call of the compiled kernels (lpa_core.kernels, where the profiled code has them) as a profiler event
-    'kernels::<name>' while inside: they are no torch ops, so the profiler would not see their time otherwise."""
+def traced_kernels(wrap=in_profiler_event):
+    """Each call of the compiled kernels (lpa_core.kernels, where the profiled code has them) goes through
+    wrap(name, call) while inside (default: a profiler event)."""
     try:
         from lpa_core import kernels
     except ImportError:
         yield
         return
     fn = kernels.fn
-
-    def traced(name, dtype):
-        call = fn(name, dtype)
-
-        def run(*args):
-            with record_function(f"kernels::{name}"):
-                return call(*args)
-        return run
-    kernels.fn = traced
+    kernels.fn = lambda name, dtype: wrap(name, fn(name, dtype))
     try:
         yield
     finally:

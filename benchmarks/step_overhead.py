@@ -30,15 +30,12 @@ from lpa_core.surfaces import SurfaceTask  # noqa: E402
 
 def timed(ctx, name, epochs, batches, sweep_mb):
     """(total, kernels, sweep) CPU ms per batch of `epochs` epochs of the paradigm on ctx."""
-    spent, call = collections.Counter(), kernels.fn
-    buf = np.ones(int(sweep_mb * 2**20 / 8))
+    spent, buf = collections.Counter(), np.ones(int(sweep_mb * 2**20 / 8))
 
-    def traced(kernel, dtype):
-        f = call(kernel, dtype)
-
+    def timed_call(kernel, call):
         def run(*args):
             t = time.process_time()
-            f(*args)
+            call(*args)
             t1 = time.process_time()
             if sweep_mb:
                 buf.sum()
@@ -46,14 +43,11 @@ def timed(ctx, name, epochs, batches, sweep_mb):
             spent["sweep"] += time.process_time() - t1
         return run
     PARADIGMS[name](ctx, 0)  # warm-up
-    kernels.fn = traced
-    try:
+    with profile_step.traced_kernels(timed_call):
         t = time.process_time()
         for e in range(epochs):
             PARADIGMS[name](ctx, 1 + e)
         total = time.process_time() - t
-    finally:
-        kernels.fn = call
     n = 1e-3 * epochs * batches
     return total / n, spent["kernels"] / n, spent["sweep"] / n
 

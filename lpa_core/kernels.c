@@ -38,6 +38,7 @@ enum { PLAIN, RELU, ADD, MASK };  /* what lin does to a result as it stores it (
 #undef NL
 #undef NC
 #undef NT
+#undef NP
 #undef LD
 #undef NB
 #undef SQRT
@@ -88,18 +89,17 @@ static inline int S(nvec)(int q0, int B, int most) {
     return n < most ? n : most;
 }
 
-/* lin's tile: five output rows by NT vectors, at least two (on AVX-512 in float32 a 16-lane block is one vector,
- * and five sums alone leave the multiply-adds waiting on each other's latency); each output's sum is the same */
-#ifdef LPA_NT
-#define NT LPA_NT
-#else
-#define NT (NC > 1 ? NC : 2)
-#endif
+/* 16-lane blocks a sum pass takes at once: two where a block is one vector (AVX-512, float32), where five or six
+ * running sums alone would leave each multiply-add waiting on the latency of the last; lin's tiles are NT vectors
+ * wide, wgrad takes NP output rows per pass. Each output's sum is the same whatever the tile. */
+#define NP (NC > 1 ? 1 : 2)
+#define NT (NP * NC)
 
 /* out[o, Bp] = post(W x + b), or (acc) out += W x, on rows of Bp = B rounded up to a multiple of VL columns;
  * W[p, k] = w[p * ws + k * wc] (ws = i, wc = 1: W; ws = 1, wc = o: its transpose); aux: post's other operand, laid
  * out as out. Tiles of five output rows (the width 10 in two blocks) by NT vectors stay in registers over k; each
- * output is its bias (or its old value) plus the k terms in order, whatever the tile. Vectors of padding only (nvec) are neither read nor written. */
+ * output is its bias (or its old value) plus the k terms in order. Vectors of padding only (nvec) are neither read
+ * nor written. */
 static void S(lin)(int o, int i, int B, const T *w, long ws, long wc, const T *b, const T *x, T *out, int acc, int post,
                    const T *aux) {
     int Bp = (B + VL - 1) / VL * VL;
@@ -168,13 +168,13 @@ static inline T S(hsum)(const V *a) {
     return (h[0] + h[2]) + (h[1] + h[3]);
 }
 
-/* dw[h * dws + j] = sum_q gp[h * Bp + q] u[j, q] for the m (1 or 2) rows h of gp and j < n (rows of u Bp apart)
+/* dw[h * dws + j] = sum_q gp[h * Bp + q] u[j, q] for the m (at most 2) rows h of gp and j < n (rows of u Bp apart)
  * and, with db, db[h] = sum_q gp[h * Bp + q]: VL lane sums over the chunks, then halved (hsum). m and n are
  * constants where it is inlined, so the m (n + 1) sums stay in registers and share the loads of u and gp. */
 static inline __attribute__((always_inline)) void S(wsums)(int m, int n, int B, const T *gp, const T *u, T *dw, long dws,
                                                            T *db) {
     int Bp = (B + VL - 1) / VL * VL;
-    V a[2][6][NC];
+    V a[NP][6][NC];
 #pragma GCC unroll 16
     for (int h = 0; h < m; h++)
 #pragma GCC unroll 16
@@ -185,7 +185,7 @@ static inline __attribute__((always_inline)) void S(wsums)(int m, int n, int B, 
 #pragma GCC unroll 16
         for (int c = 0; c < NC; c++) {
             if (c >= S(nvec)(q0, B, NC)) break;  /* padding only: its products are 0 */
-            V gv[2];
+            V gv[NP];
 #pragma GCC unroll 16
             for (int h = 0; h < m; h++) gv[h] = LD(gp + (long)h * Bp + q0 + c * NL);
 #pragma GCC unroll 16
@@ -217,14 +217,12 @@ static inline __attribute__((always_inline)) void S(wrows)(int m, int i, int B, 
 
 /* gradients of W and b in out = W inp + b for the output gradient g [o, Bp]: dw[p, k] = sum_q g[p, q] inp[k, q],
  * db[p] = sum_q g[p, q], each its VL lane sums over the chunks in order, then halved (hsum): one fixed order,
- * whichever sums are computed together. Where a 16-lane block is one vector (AVX-512, float32), two rows p at a time
- * (twelve sums: six would wait on each other's latency); five k at a time share the loads of g, the first five with
- * db; the rest one k at a time. Padding columns are 0 in g. */
+ * whichever sums are computed together. NP rows p at a time; five k at a time share the loads of g, the first five
+ * with db; the rest one k at a time. Padding columns are 0 in g. */
 static void S(wgrad)(int o, int i, int B, const T *g, const T *inp, T *dw, T *db) {
     long Bp = (B + VL - 1) / VL * VL;
     int p = 0;
-    if (NC == 1)
-        for (; p + 2 <= o; p += 2) S(wrows)(2, i, B, g + p * Bp, inp, dw + p * i, db + p);
+    for (; NP > 1 && p + NP <= o; p += NP) S(wrows)(NP, i, B, g + p * Bp, inp, dw + p * i, db + p);
     for (; p < o; p++) S(wrows)(1, i, B, g + p * Bp, inp, dw + p * i, db + p);
 }
 
