@@ -403,4 +403,47 @@ NOFMA void S(adam)(int R, long P, int n_spans, const long *lo, const long *hi, T
     }
     FTZ_OFF;
 }
+/* One training step of every run alone, start to end: for each run r with active[r], the forward of blocks
+ * 1..depth (all kept) keeping its tape in scratch, the prediction at `depth`, the MSE loss[r] against y and, where
+ * it is finite, the backward of the MSE (d loss / d pred = (pred - y) * (2 / (dout B)), rounded to T, as
+ * lpa_core.surfaces computes it) into the layers with want[] and the Adam(W) step of `adam` on the columns
+ * [lo[s], hi[s]) of run r; a run whose loss is not finite gets bad[r] = 1 and no update. The same functions as
+ * the separate calls, one run at a time: the same numbers bit for bit, with the tape (one run's) in the core's
+ * cache. loss[r]: the MSE summed in index order (a divergence check and a progress figure: not torch's order).
+ * scratch: ((2 depth + 1) W + 2 dout + din + dout + W + din + dout + 3 W + dout (W + 1)) x Bp. */
+void S(train)(int R, int din, int W, int dout, int L, int depth, int B, const T *x, const T *y, T *const *ptr,
+              const long *rs, T *const *gptr, const long *grs, const uint8_t *want, const int *mode, long P, int n_spans,
+              const long *lo, const long *hi, T *flat, T *grad, T *m, T *v, T *b1t, T *b2t, const long *group, const T *lr,
+              const T *decay, T b1, T b2, T c1, T c2, T eps, T wd, int coupled, const uint8_t *active, T *loss,
+              uint8_t *bad, T *scratch) {
+    long Bp = (B + VL - 1) / VL * VL, n = (long)dout * B;
+    T *H = scratch, *A = H + (long)(depth + 1) * W * Bp, *pred = A + (long)(depth > 0 ? depth : 1) * W * Bp,
+      *g = pred + n, *fs = g + n, *bs = fs + (long)(din + dout + W) * Bp;
+    const T c = (T)(2.0 / (double)n);
+    const uint8_t one = 1;
+    int ex = depth;
+    for (int r = 0; r < R; r++) {
+        if (!active[r]) continue;
+        T *Pr[4 * L + 4], *Gr[4 * L + 4];
+        for (int t = 0; t < 4 * L + 4; t++) Pr[t] = ptr[t] + r * rs[t], Gr[t] = gptr[t] + r * grs[t];
+        const T *xr = x + (long)r * din * B, *yr = y + (long)r * n;
+        S(forward)(1, din, W, dout, L, depth, B, xr, (T *const *)Pr, rs, mode, &one, 1, &ex, 1, H, A, pred, fs);
+        T sum = 0;
+        for (long q = 0; q < n; q++) {
+            T e = pred[q] - yr[q];
+            sum += e * e;
+            g[q] = e * c;
+        }
+        loss[r] = sum / (T)n;
+        if (!isfinite(loss[r])) {
+            bad[r] = 1;
+            continue;
+        }
+        S(backward)(1, din, W, dout, L, depth, B, xr, (T *const *)Pr, rs, (T *const *)Gr, grs, want, mode, &one, 1, &ex,
+                    H, A, g, bs);
+        long o = (long)r * P;
+        S(adam)(1, P, n_spans, lo, hi, flat + o, grad + o, m + o, v + o, b1t + o, b2t + o, 0, 0, 0, group, lr + r, decay + r,
+                b1, b2, c1, c2, eps, wd, coupled);
+    }
+}
 #endif

@@ -1,5 +1,7 @@
 """Compiled kernels for the surfaces' residual MLP (lpa_core/kernels.c): the forward with its tape, the backward and
-the Adam step, each for every run of a vectorised group in one call.
+the Adam step, each for every run of a vectorised group in one call, and a whole training step (forward, MSE,
+backward, Adam) of every run, one run after another, in one call (`train`: one run's tape at a time stays in the
+core's cache, and the Python between the calls is gone).
 
 The C source is built on first use with the machine's C compiler (`cc`, or $CC) into a cache folder
 ($LPA_KERNEL_CACHE, else ~/.cache/lpa-bench), one file per source, flags and CPU, written atomically so concurrent
@@ -29,12 +31,18 @@ import torch
 SOURCE = Path(__file__).with_name("kernels.c")
 VL = 16  # kernels.c's lanes: the batch is padded to a multiple inside
 FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-std=gnu11", "-shared", "-fPIC")
+# GCC's tuning for some CPUs (AMD Zen: -mtune=znver*) splits chains of multiply-adds of up to 256 bits into a multiply
+# and an add, so a build's numbers would hang on the vector width and the CPU it was tuned for: every multiply-add is
+# fused instead (tests/test_kernels.py test_the_vector_width_changes_no_number). Dropped for a compiler without it.
+GCC_FLAGS = ("--param=avoid-fma-max-bits=0",)
 DTYPES = {torch.float32: ("f32", ctypes.c_float), torch.float64: ("f64", ctypes.c_double)}
 P, I, L = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
 SIGNATURES = {  # argument types after the dtype's own scalars are filled in (S: the dtype's C scalar)
     "forward": [I, I, I, I, I, I, I, P, P, P, P, P, I, P, I, P, P, P, P],
     "backward": [I, I, I, I, I, I, I, P, P, P, P, P, P, P, P, I, P, P, P, P, P],
     "adam": [I, L, I, P, P, P, P, P, P, P, P, P, P, I, P, P, P, "S", "S", "S", "S", "S", "S", I],
+    "train": [I, I, I, I, I, I, I, P, P, P, P, P, P, P, P, L, I, P, P, P, P, P, P, P, P, P, P, P,
+              "S", "S", "S", "S", "S", "S", I, P, P, P, P],
 }
 
 
@@ -58,7 +66,9 @@ def build(path, extra=()):
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
     os.close(fd)
     try:
-        subprocess.run([cc, *FLAGS, *extra, "-o", tmp, str(SOURCE), "-lm"], check=True, capture_output=True, text=True)
+        run = lambda flags: subprocess.run([cc, *flags, *extra, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True)  # noqa: E731
+        if run(FLAGS + GCC_FLAGS).returncode:
+            run(FLAGS).check_returncode()
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -72,7 +82,7 @@ def library():
 @functools.cache
 def load():
     """Build (once per source, flags and CPU) and load the kernels; None, said once on stderr, where they cannot be built."""
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode() + cpu_id().encode()).hexdigest()[:16]
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS + GCC_FLAGS).encode() + cpu_id().encode()).hexdigest()[:16]
     path = cache_dir() / f"kernels-{key}.so"
     try:
         if not path.exists():
@@ -236,3 +246,34 @@ def adam(opt, spans, runs, keep, lr, decay):
         opt.v.data_ptr(), opt.b1t.data_ptr(), opt.b2t.data_ptr(), None if run is None else run.data_ptr(),
         None if kp is None else kp.data_ptr(), 0 if kp is None else kp.shape[1], opt.group_of.data_ptr(),
         lr.data_ptr(), decay.data_ptr(), b1, b2, 1 - b1, 1 - b2, opt.eps, opt.weight_decay, int(coupled))
+
+
+def train(params, x, y, depth, want, opt, spans, active):
+    """One whole training step of every active run (active [R] bool) in one call (kernels.c train): each run's
+    forward of blocks 1..depth (all kept), its MSE against y [R, d_out, B] and, where that is finite, the backward
+    into the layers with want[i] (stem, blocks 1..L, head) and RunAdam's step on `spans`: the numbers of forward,
+    backward and adam called apart, bit for bit, one run's tape at a time. Returns (loss [R] (the MSE of each
+    active run, 0 for the others), bad [R] bool: the active runs whose loss was not finite and which did not step)."""
+    x, y = x.contiguous(), y.contiguous()
+    R, din, B = x.shape
+    W, dout, n_blocks = params[0].shape[1], params[-1].shape[1], len(params) // 4 - 1
+    ptr, rs = pointers(params)
+    gptr, grs = pointers([p.grad for p in params])
+    b1, b2 = opt.betas
+    lr, decay = opt.per_run(*opt.rates())
+    lo, hi = constant(tuple(s.start for s in spans), torch.int64), constant(tuple(s.stop for s in spans), torch.int64)
+    mode = constant((0,) * depth, torch.int32) if depth else constant((0,), torch.int32)
+    Bp = -(-B // VL) * VL
+    rows = (2 * depth + 1 + (depth == 0)) * W + din + dout + W + din + dout + 3 * W + dout * (W + 1)
+    scratch = x.new_empty(rows * Bp + 2 * dout * B)
+    loss, bad = x.new_zeros(R), torch.zeros(R, dtype=torch.uint8)
+    act = active.to(torch.uint8).contiguous()
+    coupled = bool(opt.weight_decay) and not opt.decoupled
+    fn("train", x.dtype)(R, din, W, dout, n_blocks, depth, B, x.data_ptr(), y.data_ptr(), ptr.data_ptr(), rs.data_ptr(),
+                         gptr.data_ptr(), grs.data_ptr(), constant(tuple(want), torch.uint8).data_ptr(), mode.data_ptr(),
+                         opt.flat.shape[1], len(spans), lo.data_ptr(), hi.data_ptr(), opt.flat.data_ptr(), opt.grad.data_ptr(),
+                         opt.m.data_ptr(), opt.v.data_ptr(), opt.b1t.data_ptr(), opt.b2t.data_ptr(), opt.group_of.data_ptr(),
+                         lr.data_ptr(), decay.data_ptr(), b1, b2, 1 - b1, 1 - b2, opt.eps, opt.weight_decay, int(coupled),
+                         act.data_ptr(), loss.data_ptr(), bad.data_ptr(), scratch.data_ptr())
+    opt.n_steps += 1
+    return loss, bad.bool()

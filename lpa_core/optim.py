@@ -67,13 +67,19 @@ class RunAdam:
             self._spans[key] = [slice(a, b) for a, b in spans]
         return self._spans[key]
 
+    def rates(self):
+        """(lr, decay) of this step: floats, or per run columns [R, 1] in the parameters' dtype (decay computed in
+        float64 first)."""
+        decay = 1 - self.lr * self.weight_decay if self.weight_decay and self.decoupled else 1.0
+        lr = self.lr
+        if torch.is_tensor(lr):
+            lr, decay = (t.to(self.flat.dtype).to(self.flat.device)[:, None] if torch.is_tensor(t) else t for t in (lr, decay))
+        return lr, decay
+
     @torch.no_grad()
     def step(self, params, runs=None, blocks=None):
         b1, b2 = self.betas
-        decay = 1 - self.lr * self.weight_decay if self.weight_decay and self.decoupled else 1.0
-        lr = self.lr
-        if torch.is_tensor(lr):  # per run: columns [R, 1] in the parameters' dtype (decay computed in float64 first)
-            lr, decay = (t.to(self.flat.dtype).to(self.flat.device)[:, None] if torch.is_tensor(t) else t for t in (lr, decay))
+        lr, decay = self.rates()
         self.n_steps += 1
         keep = None if blocks is None else torch.cat([blocks, blocks.new_ones(blocks.shape[0], 1)], 1)
         if kernels.available(self.flat):  # the same arithmetic in one compiled loop (lpa_core.kernels)

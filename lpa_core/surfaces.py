@@ -7,7 +7,8 @@ history.csv (train/test error at full depth per evaluated epoch), summary.csv (o
 dataset); layerdrop runs add pruned.csv (test error of LayerDrop's pruned sub-networks).
 
 Speed: on the cascade ReLU MLP `loss` (and `exits`, `evaluate`) run the model's fast path: the compiled kernels of
-lpa_core.kernels (forward, backward and Adam for every run in one call each; autograd's numbers to rounding) or,
+lpa_core.kernels (forward, backward and Adam for every run in one call each; a plain loss's whole step, one run
+after another, in one call: `Deferred`, kernels.train; autograd's numbers to rounding) or,
 where they cannot be built or LPA_KERNEL=torch, PyTorch ops without autograd (lpa_core.models.ResMLP.tape/backward:
 autograd's numbers bit for bit). LPA_FAST=0 in the environment selects autograd (a debugging aid; other topologies
 and activations always use it). run.json's `kernel` says which ran; benchmarks/table1_speed.py measures them.
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lpa_core import io, kernels, tabular
+from lpa_core import io, kernels, tabular, task
 from lpa_core.data import grid, make_surface, make_val, surface
 from lpa_core.optim import RunAdam
 from lpa_core.registry import create_model
@@ -45,6 +46,17 @@ def grid_runs(runs, status, n):
         mine = [r for r, (rd, _) in enumerate(runs) if rd == d]
         keep += sorted(mine, key=lambda r: status[r] != "ok")[:n or len(mine)]
     return sorted(keep)
+
+
+class Deferred(task.Deferred):
+    """The fast path's loss where the compiled kernels run, no metric is asked and no block is dropped: its forward
+    runs inside `step`, with the backward and the update, one run at a time (`SurfaceTask.fused`, kernels.train),
+    and its FLOPs are counted there. After the step, `last` holds the MSE of each run that stepped (0 for others)."""
+    def __init__(self, ctx, x, y, depth):
+        self.ctx, self.x, self.y, self.depth, self.version, self.last = ctx, x, y, depth, ctx.opt.n_steps, None
+
+    def now(self):
+        return self.ctx.loss(self.x, self.y, self.depth, defer=False)
 
 
 class SurfaceTask(Task):
@@ -82,6 +94,8 @@ class SurfaceTask(Task):
         self.kernel = kernels.used(self.x_train) if self.fast else "autograd"  # what trains: c, torch or autograd (run.json)
         self.gens = [torch.Generator().manual_seed(2_000_003 + s) for _, s in cfg.runs]  # batch order per run
         self.lr = self.opt.lr
+        self.fuse = True  # a plain loss's whole step in one kernels.train call (False: the calls apart; the same numbers)
+        self._want = {}
         self.counters()
         self.n_params = sum(p[0].numel() for p in self.model.parameters())  # per run
 
@@ -114,12 +128,16 @@ class SurfaceTask(Task):
             return (pred - y).pow(2).mean(dim=(1, 2))
         return F.cross_entropy(pred, y[:, 0], reduction="none").mean(1)
 
-    def loss(self, x, y, depth=None, metric=False):
+    def loss(self, x, y, depth=None, metric=False, defer=True):
         """Per-run MSE [R] at `depth` (None = full); with metric=True also the batch metric (higher is better).
-        On the fast path the loss carries its forward's tape (no autograd graph): hand it to `step` unchanged."""
+        On the fast path the loss carries its forward's tape (no autograd graph), or where the compiled kernels run
+        and self.fuse is on, no metric is asked, no block is dropped and `defer` holds, it is a Deferred whose
+        forward runs inside `step`: hand it to `step` unchanged."""
         if not self.fast:
             loss = self.criterion(self.model(x, depth), y)
             return (loss, -loss.detach()) if metric else loss
+        if defer and self.fuse and not metric and self.model.keep is None and kernels.available(x):
+            return Deferred(self, x, y, depth)
         pred, tape = self.model.tape(x, depth)
         err = pred - y
         mse = err.pow(2).mean(dim=(1, 2))
@@ -135,6 +153,28 @@ class SurfaceTask(Task):
         loss = weighted_sum(list(err.pow(2).mean(dim=(2, 3))), ws)
         loss.tape = (tape, err * torch.tensor(ws, dtype=err.dtype).view(-1, 1, 1, 1) * (2.0 / err[0, 0].numel()), self.opt.n_steps)
         return loss
+
+    def fused(self, loss, params, runs):
+        """Task.step for a Deferred loss, in one kernels.train call: the runs in `runs` (None = all) that are not bad
+        take the forward, and where their loss is finite the backward and RunAdam step on `params`; a run whose loss
+        is not finite is marked bad instead. Returns the runs that stepped (None = all)."""
+        if loss.version != self.opt.n_steps:
+            raise RuntimeError("step: this loss was computed before the last optimizer step (compute it again)")
+        active = ~self.bad if runs is None else runs.cpu() & ~self.bad
+        if not active.any():
+            return active
+        key = tuple(id(p) for p in params)
+        if key not in self._want:  # stem, each block, head: a layer is trained when its weight is in params
+            self._want[key] = [id(w) in set(key) for w in self.model.kernel_params[::4] + self.model.kernel_params[-2:-1]]
+        m = self.model
+        depth = m.depth if loss.depth is None else loss.depth
+        m.count(0, loss.x)  # the forward's FLOPs, as ResMLP.tape counts them
+        m.count(m.depth + 1, loss.x)
+        m.count_blocks(loss.x, [None] * depth)
+        loss.last, bad = kernels.train(self.model.kernel_params, loss.x, loss.y, depth, self._want[key], self.opt,
+                                       self.opt.spans(params), active)
+        self.bad |= bad
+        return None if runs is None and not bad.any() and bool(active.all()) else active & ~bad
 
     def update(self, losses, params, runs, blocks):
         """Backward of the summed losses of the runs in `runs` (None = all) into `params` only, then one RunAdam

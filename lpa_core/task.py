@@ -14,7 +14,9 @@ layer above the lowest layer the step trains (a frozen prefix below it gets none
 layer it trains, each costing that layer's forward. Simultaneous: 3 F - stem per example; a frozen block between
 trained layers (Sequential's earlier blocks under its trained stem) passes the gradient on but gets no weight
 gradient. Evaluation is never counted (`uncounted`). A task sets cfg, n_runs, model, opt (state_dict/load_state_dict), gens (its data
-generators), lr (through set_lr), calls `counters()` and implements `update(losses, params, runs, blocks)`.
+generators), lr (through set_lr), calls `counters()` and implements `update(losses, params, runs, blocks)`; a task whose
+`loss` can return a Deferred (forward, backward and update in one call at the step) also `fused(loss, params, runs)`,
+which returns the runs that stepped (None = all).
 """
 import contextlib
 import sys
@@ -42,6 +44,16 @@ def weighted_sum(terms, weights=None):
     return loss
 
 
+class Deferred:
+    """A loss whose forward the task runs inside `step`, with the divergence check, the backward and the update, in
+    one call (`Task.fused`): a task's `loss` may return one where it has such a path. `now()`: the loss itself, for
+    a step that cannot take it whole (layer dropout's block masks)."""
+    last = None  # after the step: the loss of each run that took it [R]
+
+    def now(self):
+        raise NotImplementedError
+
+
 class Task:
     log = staticmethod(lambda msg: print(msg, file=sys.stderr, flush=True))
 
@@ -61,15 +73,20 @@ class Task:
         """One update of `params` on the summed per-run losses, for the runs in the bool mask `runs` [R] (None = all)
         and, with `blocks` [R, L] (layer dropout), only the blocks each run kept. Everything outside is left exactly
         as it was. A run whose loss (among those it steps on) is non-finite is marked bad and never updates again."""
-        if runs is not None or bool(self.bad.any()) or not bool(torch.isfinite(losses.detach()).all()):  # else: all step
-            nonfinite = ~torch.isfinite(losses.detach()).cpu()
-            runs = None if runs is None else runs.cpu()
-            self.bad |= nonfinite if runs is None else nonfinite & runs
-            if self.bad.any():
-                runs = ~self.bad if runs is None else runs & ~self.bad
-            if runs is not None and not runs.any():
-                return
-        self.update(losses, params, runs, blocks)
+        if isinstance(losses, Deferred) and blocks is None:  # forward, divergence check, backward, update: one call
+            runs = self.fused(losses, params, runs)
+        else:
+            losses = losses.now() if isinstance(losses, Deferred) else losses
+            if runs is not None or bool(self.bad.any()) or not bool(torch.isfinite(losses.detach()).all()):  # else: all step
+                nonfinite = ~torch.isfinite(losses.detach()).cpu()
+                runs = None if runs is None else runs.cpu()
+                self.bad |= nonfinite if runs is None else nonfinite & runs
+                if self.bad.any():
+                    runs = ~self.bad if runs is None else runs & ~self.bad
+            if runs is None or runs.any():
+                self.update(losses, params, runs, blocks)
+        if runs is not None and not runs.any():
+            return
         taken = 1 if runs is None else runs.long()
         self.steps += taken
         self.samples += taken * self.batch_n
@@ -88,8 +105,8 @@ class Task:
         if time.perf_counter() - self._beat >= PROGRESS_S:
             self._beat = time.perf_counter()
             lr = f"{self.lr:.3g}" if not torch.is_tensor(self.lr) else f"{float(self.lr.min()):.3g}..{float(self.lr.max()):.3g}"
-            self.log(f"[{self.cfg.exp}/{self.cfg.paradigm}]   step {int(self.steps.max())}  lr {lr}  "
-                     f"loss {float(losses.detach().sum()):.4g}")
+            loss = losses.last if isinstance(losses, Deferred) else losses.detach()
+            self.log(f"[{self.cfg.exp}/{self.cfg.paradigm}]   step {int(self.steps.max())}  lr {lr}  loss {float(loss.sum()):.4g}")
 
     def checkpoint(self):
         return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "gens": [g.get_state() for g in self.gens],

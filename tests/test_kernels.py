@@ -138,3 +138,51 @@ def test_a_tape_whose_buffers_a_later_forward_took_is_refused_and_evaluation_nee
     full, tape = m.tape(x)
     assert torch.equal(m.predict(x, [2, 4]), torch.stack([pred, full]))
     m.backward(tape, full, {id(p) for p in m.params()})  # the latest tape is fine
+
+
+def trained(paradigm, fuse, dtype, **kw):
+    from tests.test_core import in_float64
+    ctx = Context(make_cfg(paradigm=paradigm, datasets=("saddle", "high_freq"), seeds=(0, 1), epochs=3, adaptive_warmup=1,
+                           depth=4, weight_decay=0.1, **kw))
+    ctx = in_float64(ctx) if dtype == torch.float64 else ctx
+    ctx.fuse = fuse
+    for epoch in range(3):
+        PARADIGMS[paradigm](ctx, epoch)
+    return ctx
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("paradigm", ["simultaneous", "sequential", "lpa", "lpa_grouped", "adaptive_lpa"])
+def test_a_whole_step_in_one_call_equals_the_calls_apart(paradigm, dtype):
+    """A plain loss's step in one kernels.train call (forward, loss, backward, Adam, one run after another) against
+    forward, backward and adam called apart for every run: weights, Adam state and counters equal bit for bit."""
+    one, apart = trained(paradigm, True, dtype), trained(paradigm, False, dtype)
+    for k in ("flat", "m", "v", "b1t", "b2t"):
+        assert getattr(one.opt, k).dtype == dtype and torch.equal(getattr(one.opt, k), getattr(apart.opt, k)), k
+    for k in ("steps", "samples", "flops"):
+        assert torch.equal(getattr(one, k), getattr(apart, k)), k
+
+
+def test_a_run_whose_loss_is_not_finite_is_marked_and_untouched_in_a_whole_step():
+    """Run 1's head is NaN: the one-call step marks it diverged and leaves its weights and Adam state as they were,
+    while runs 0 and 2 step; a deferred loss from before the last step is refused, and so is arithmetic on one."""
+    ctx = Context(make_cfg(seeds=(0, 1, 2)))
+    with torch.no_grad():
+        ctx.model.head.weight[1] = float("nan")
+    before = {k: getattr(ctx.opt, k).clone() for k in ("flat", "m", "v", "b1t")}
+    x, y = next(ctx.batches())
+    loss = ctx.loss(x, y)
+    assert type(loss).__name__ == "Deferred"
+    ctx.step(loss, ctx.model.params())
+    assert ctx.bad.tolist() == [False, True, False] and ctx.steps.tolist() == [1, 0, 1]
+    for k, b in before.items():
+        now = getattr(ctx.opt, k)
+        assert torch.equal(now[1], b[1], ) if k != "flat" else torch.equal(now[1].nan_to_num(), b[1].nan_to_num()), k
+        assert not torch.equal(now[0], b[0]) and not torch.equal(now[2], b[2]), k
+    assert torch.isfinite(loss.last[[0, 2]]).all()
+    stale = ctx.loss(x, y)
+    ctx.step(ctx.loss(x, y), ctx.model.params())
+    with pytest.raises(RuntimeError, match="before the last optimizer step"):
+        ctx.step(stale, ctx.model.params())
+    with pytest.raises(TypeError):
+        2 * ctx.loss(x, y)
